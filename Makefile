@@ -1,0 +1,39 @@
+# The two quick-start commands of the README are `make main` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+OVERRIDES ?=
+
+.PHONY: setup main test test-full lint lock bench clean
+
+$(BIN)/nextday: pyproject.toml requirements.lock
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/nextday
+
+# the whole pipeline on the built-in market; MLflow tracking in ./mlflow.db, artifacts in ./mlartifacts
+main: setup
+	$(BIN)/python -m nextday main $(OVERRIDES)
+
+# fast tests (PostgreSQL tests start their own server)
+test: setup
+	$(BIN)/pytest -m "not slow" -q
+
+test-full: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff format --check . && $(BIN)/ruff check .
+
+# re-pin exact versions after changing dependencies in pyproject.toml
+lock: setup
+	$(BIN)/pip freeze --exclude-editable > requirements.lock
+
+bench: setup
+	$(BIN)/python scripts/bench_prepare.py
+
+clean:
+	rm -rf data mlruns mlartifacts mlflow.db outputs

@@ -1,0 +1,55 @@
+"""`python -m nextday <step> [hydra overrides...]`: the same code `mlflow run . -e <step>` runs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from omegaconf import OmegaConf
+
+USAGE = """usage: python -m nextday <step> [key=value ...]
+
+steps:
+  prepare   load a data source, validate, build features/labels/splits, log the dataset
+  main      run the whole chain, each step as its own MLflow run
+  show      print the composed config and exit
+
+examples:
+  python -m nextday prepare experiment=quick
+  python -m nextday prepare data=csv data.path='prices/*.csv' store=postgres
+"""
+
+
+def _steps():
+    from nextday.steps.main import run_main
+    from nextday.steps.prepare import run_prepare
+
+    return {"prepare": run_prepare, "main": run_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(USAGE)
+        return 0 if argv else 2
+    step, overrides = argv[0], [a for a in argv[1:] if a.strip()]
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("alembic", "mlflow.store", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from nextday.config import compose
+
+    cfg = compose(overrides)
+    if step == "show":
+        print(OmegaConf.to_yaml(cfg))
+        return 0
+    steps = _steps()
+    if step not in steps:
+        print(
+            f"unknown step {step!r}: expected one of {', '.join(steps)} or show\n", file=sys.stderr
+        )
+        print(USAGE, file=sys.stderr)
+        return 2
+    steps[step](cfg)
+    return 0

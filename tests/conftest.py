@@ -1,0 +1,78 @@
+"""Shared fixtures: the real config composed from conf/, and a throwaway PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from nextday.config import compose
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import local_postgres
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch) -> Path:
+    """A fresh paths.root, and no tracking URI leaking in from the environment."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.setenv("NEXTDAY_ROOT", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def quick_cfg(root):
+    return compose(["experiment=quick", f"paths.root={root}"])
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL 15 server on a free loopback port for this test session.
+
+    NEXTDAY_TEST_PG_URL (set by .ci/run, which starts a server) is used when present. Without
+    it, one is started here. In CI (CI=true) a missing server fails instead of skipping.
+    """
+    given = os.environ.get("NEXTDAY_TEST_PG_URL")
+    if given:
+        yield given
+        return
+    folder = Path(tempfile.mkdtemp(prefix="nextday-pg-"))
+    try:
+        url = local_postgres.start(folder)
+    except FileNotFoundError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(error))
+    try:
+        yield url
+    finally:
+        local_postgres.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database on the session's server."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    deadline = time.time() + 20
+    while True:
+        try:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            break
+        except sa.exc.OperationalError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    admin.dispose()
+    return pg_server.rsplit("/", 1)[0] + f"/{name}"

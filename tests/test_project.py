@@ -1,0 +1,102 @@
+"""The project's own files agree with each other, and `mlflow run` runs the same code."""
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _requirement_names(lines):
+    return {
+        re.split(r"[<>=!~ \[]", line, maxsplit=1)[0].lower(): line.replace(" ", "")
+        for line in lines
+    }
+
+
+def test_conda_yaml_agrees_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
+    pip_section = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    conda_requirements = [line for line in pip_section if not line.startswith("-e")]
+    assert _requirement_names(conda_requirements) == _requirement_names(project["dependencies"])
+    python = next(d for d in conda["dependencies"] if isinstance(d, str) and d.startswith("python"))
+    assert python.split("=")[1] in project["requires-python"] or "3.11" in python
+
+
+def test_lock_pins_every_dependency_exactly():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    locked = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line
+    }
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    for name in _requirement_names(wanted):
+        assert name.replace("_", "-") in locked, f"{name} is not pinned in requirements.lock"
+
+
+def test_every_entry_point_takes_one_overrides_string():
+    project = yaml.safe_load((ROOT / "MLproject").read_text())
+    for name, entry in project["entry_points"].items():
+        assert list(entry["parameters"]) == ["overrides"], name
+        assert entry["command"] == f"python -m nextday {name} $(echo {{overrides}})"
+
+
+def test_mlflow_run_and_python_m_run_the_same_step(root):
+    env = {
+        **os.environ,
+        "NEXTDAY_ROOT": str(root),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    overrides = "experiment=quick data.n_symbols=6 data.years=1"
+    for command in (
+        [
+            "mlflow",
+            "run",
+            str(ROOT),
+            "-e",
+            "prepare",
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "nextday",
+            "-P",
+            f"overrides={overrides}",
+        ],
+        [sys.executable, "-m", "nextday", "prepare", *overrides.split()],
+    ):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(
+        experiment_names=["nextday"], filter_string="tags.`nextday.step` = 'prepare'"
+    )
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
+    assert runs["metrics.rows"].nunique() == 1  # same data, same dataset
+    assert set(runs["params.data.n_symbols"]) == {"6"}
+    assert runs["tags.mlflow.project.entryPoint"].notna().sum() == 1
+
+
+def test_unknown_step_is_refused_with_usage():
+    result = subprocess.run(
+        [sys.executable, "-m", "nextday", "fly"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "unknown step 'fly'" in result.stderr
+
+
+@pytest.mark.parametrize("override", ["data=nasdaq", "split.nosuchkey=1"])
+def test_bad_override_names_the_problem(override):
+    result = subprocess.run(
+        [sys.executable, "-m", "nextday", "show", override], capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert override.split("=")[0].split(".")[-1] in result.stderr
