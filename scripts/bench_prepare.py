@@ -10,6 +10,7 @@ nextday-bench).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,20 +34,20 @@ def _child_run(overrides: list[str], root: Path, env: dict) -> dict:
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"prepare failed with {overrides}")
-    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
-    run = mlflow.search_runs(experiment_names=["nextday"]).iloc[0]
-    stages = {
-        k.removeprefix("metrics.time_"): v for k, v in run.items() if k.startswith("metrics.time_")
-    }
+    client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
+    experiment = client.get_experiment_by_name("nextday")
+    metrics = client.search_runs([experiment.experiment_id])[0].data.metrics
+    stages = {k.removeprefix("time_"): v for k, v in metrics.items() if k.startswith("time_")}
     return {
         "wall_s": wall,
         "peak_rss_gb": usage.ru_maxrss / 1024**2,
-        "rows": int(run["metrics.rows"]),
+        "rows": int(metrics["rows"]),
         **{name.removesuffix("_s"): seconds for name, seconds in stages.items()},
     }
 
 
 def main(extra: list[str]) -> pd.DataFrame:
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     overrides = ["experiment=full", *extra]
     rows = []
     with tempfile.TemporaryDirectory(prefix="nextday-bench-") as folder:
@@ -56,7 +57,8 @@ def main(extra: list[str]) -> pd.DataFrame:
         pg_url = os.environ.get("NEXTDAY_PG_URL")
         pg_folder = None
         if not pg_url:
-            pg_folder = folder / "pg"
+            # its own top-level folder: the postgres user cannot enter our private temp dir
+            pg_folder = Path(tempfile.mkdtemp(prefix="nextday-bench-pg-"))
             pg_url = local_postgres.start(pg_folder)
         try:
             env = {**env, "NEXTDAY_PG_URL": pg_url}
@@ -69,9 +71,10 @@ def main(extra: list[str]) -> pd.DataFrame:
         finally:
             if pg_folder:
                 local_postgres.stop(pg_folder)
+                shutil.rmtree(pg_folder, ignore_errors=True)
     table = pd.DataFrame(rows).set_index("store")
     print(table.round(2).T.to_string())
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("nextday-bench")
     with mlflow.start_run(run_name="bench-prepare"):
         mlflow.set_tag("nextday.step", "bench")

@@ -37,7 +37,10 @@ def free_port() -> int:
 
 
 def start(folder: Path) -> str:
-    """initdb + start in `folder`; return the SQLAlchemy URL of its `postgres` database."""
+    """initdb + start in `folder`; return the SQLAlchemy URL of its `postgres` database.
+
+    As root, `folder` and its parents must be enterable by the postgres user.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")

@@ -296,11 +296,7 @@ def _read_earnings(
             frame[column] = _parse_numbers(table, file, column, non_negative=False)
         else:
             frame[column] = np.nan
-    # A report after a symbol's last bar would be pinned onto that bar by the session rule,
-    # putting a later report into its features.
-    last_bar = frame["symbol"].map(ohlcv.groupby("symbol")["ts"].max())
-    in_range = frame[frame["ts"].dt.normalize() <= last_bar]
-    assigned = assign_session_dates(in_range, ohlcv)
+    assigned = assign_session_dates(frame, ohlcv)
     dropped = len(frame) - len(assigned)
     if dropped:
         notes.append(

@@ -85,7 +85,8 @@ def assign_session_dates(earnings: pd.DataFrame, ohlcv: pd.DataFrame) -> pd.Data
 
     amc and intraday reports on date D belong to D (or the last trading date before D if D
     had no bar); bmo reports belong to the last trading date strictly before D. Reports of
-    symbols without bars, or before a symbol's first bar, are dropped.
+    symbols without bars, before a symbol's first bar, or dated after its last bar are
+    dropped: the rule would pin a later report onto the last bar and leak it into features.
     """
     if earnings.empty:
         return earnings.assign(session_date=pd.Series(dtype="datetime64[ns]"))
@@ -106,6 +107,8 @@ def assign_session_dates(earnings: pd.DataFrame, ohlcv: pd.DataFrame) -> pd.Data
         session = np.where(position >= 0, days[np.clip(position, 0, None)], np.datetime64("NaT"))
         out.loc[mask, "session_date"] = session
     out["session_date"] = pd.to_datetime(out["session_date"])
+    last_bar = out["symbol"].map(bars.groupby("symbol")["ts"].max())
+    out = out[report_day.to_numpy() <= last_bar.to_numpy()]
     return out.dropna(subset=["session_date"]).reset_index(drop=True)
 
 

@@ -303,17 +303,12 @@ def _exchange_time(stamps: pd.Series) -> pd.Series:
 def _finish_earnings(
     reports: list[pd.DataFrame], ohlcv: pd.DataFrame, default_timing: str
 ) -> pd.DataFrame:
-    """All reports in EARNINGS_COLUMNS with timing and session date.
-
-    Reports dated after a symbol's last bar (beyond `end`) are dropped: the session rule
-    would otherwise pin them onto the last bar, putting a later report into its features.
-    """
+    """All reports in EARNINGS_COLUMNS with timing and session date (see assign_session_dates:
+    reports dated after a symbol's last bar, beyond `end`, are dropped there)."""
     if not reports:
         return empty_earnings()
     frame = pd.concat(reports, ignore_index=True)
     frame = frame.drop_duplicates(["symbol", "ts"], keep="first")
-    last_bar = frame["symbol"].map(ohlcv.groupby("symbol")["ts"].max())
-    frame = frame[frame["ts"].dt.normalize() <= last_bar].copy()
     if frame.empty:
         return empty_earnings()
     frame["timing"] = infer_timing(frame["ts"], default_timing).astype(str)

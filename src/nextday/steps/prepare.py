@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 import warnings
 from contextlib import contextmanager
@@ -130,7 +131,7 @@ def run_prepare(cfg: DictConfig) -> str:
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def _log_dataset(build, out: Path) -> None:
