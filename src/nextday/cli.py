@@ -11,7 +11,8 @@ USAGE = """usage: python -m nextday <step> [key=value ...]
 
 steps:
   prepare   load a data source, validate, build features/labels/splits, log the dataset
-  main      run the whole chain, each step as its own MLflow run
+  train     fit one model (model=normal|earnings, arch=mlp|lstm) and judge it beside baselines
+  main      run the whole chain (prepare, train both models), each step as its own MLflow run
   show      print the composed config and exit
 
 examples:
@@ -23,8 +24,9 @@ examples:
 def _steps():
     from nextday.steps.main import run_main
     from nextday.steps.prepare import run_prepare
+    from nextday.steps.train import run_train
 
-    return {"prepare": run_prepare, "main": run_main}
+    return {"prepare": run_prepare, "train": run_train, "main": run_main}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,5 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(USAGE, file=sys.stderr)
         return 2
-    steps[step](cfg)
+    if step == "main":
+        steps[step](cfg, overrides)
+    else:
+        steps[step](cfg)
     return 0

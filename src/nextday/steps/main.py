@@ -1,6 +1,7 @@
-"""`main`: the whole chain, each step as its own (child) MLflow run.
+"""`main`: the whole chain, each step as its own (child) MLflow run, linked to its inputs.
 
-Today the chain is prepare; train, calibrate, export and backtest join it as they land.
+Today: prepare, then train for both models (normal, then earnings). Calibrate, export and
+backtest join as they land.
 """
 
 from __future__ import annotations
@@ -10,16 +11,30 @@ import logging
 import mlflow
 from omegaconf import DictConfig
 
+from nextday.config import compose
 from nextday.steps.prepare import run_prepare
+from nextday.steps.train import run_train
 from nextday.tracking import step_run
 
 log = logging.getLogger(__name__)
 
+MODELS = ("normal", "earnings")
 
-def run_main(cfg: DictConfig) -> dict[str, str]:
-    """Run every step in order under one parent run; return the step -> run id map."""
+
+def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, str]:
+    """Run every step in order under one parent run; return the step -> run id map.
+
+    `overrides` are the user's Hydra overrides; each model's steps compose them with
+    `model=<name>` (the user's `model.*` keys still apply to both models).
+    """
+    overrides = [o for o in (overrides or []) if not o.startswith("model=")]
     with step_run(cfg, "main") as parent:
         runs = {"prepare": run_prepare(cfg)}
+        for model in MODELS:
+            model_cfg = compose(
+                [*overrides, f"model={model}", f"inputs.prepare_run_id={runs['prepare']}"]
+            )
+            runs[f"train.{model}"] = run_train(model_cfg)
         mlflow.set_tags({f"nextday.run.{step}": run_id for step, run_id in runs.items()})
         log.info("main: %s (parent run %s)", runs, parent.info.run_id)
         return runs
