@@ -34,6 +34,7 @@ lock: setup
 
 bench: setup
 	$(BIN)/python scripts/bench_prepare.py
+	$(BIN)/python scripts/bench_train.py
 
 clean:
 	rm -rf data mlruns mlartifacts mlflow.db outputs
