@@ -334,7 +334,12 @@ def _report(
             )
         )
     for segment, table in tables.items():
-        lines += ["", f"## {segment} segment", "", markdown.table(table, index=True)]
+        lines += [
+            "",
+            f"## {segment} segment",
+            "",
+            markdown.table(table.rename_axis("forecast"), index=True),
+        ]
     lines += [
         "",
         "## Diebold-Mariano (test, loss differences averaged per date)",
