@@ -231,3 +231,23 @@ def test_feature_list_that_does_not_match_the_dataset_is_named():
         check_dataset_columns(
             _spec("model=earnings"), dataset.drop(columns=[]).assign(rsi_14=0).columns
         )
+
+
+def test_the_same_seed_gives_the_same_model():
+    spec = _spec("model.max_epochs=3")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(600, 20)).astype(np.float32)
+    y = (0.01 * x[:, 1] + rng.normal(0, 0.01, 600)).astype(np.float32)
+    predictions = []
+    for _ in range(2):
+        seed_everything(7)
+        model = build_network(spec, Scaler.fit(spec.features, x, y))
+        fit(
+            model,
+            spec,
+            Inputs(x, y, np.ones(600)),
+            Inputs(x[:100], y[:100], np.ones(100)),
+            steps_per_execution=8,
+        )
+        predictions.append(predict(model, x))
+    np.testing.assert_array_equal(predictions[0], predictions[1])

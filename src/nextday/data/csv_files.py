@@ -19,6 +19,7 @@ import pandas as pd
 from nextday.data.schema import (
     EARNINGS_COLUMNS,
     EARNINGS_VALUE_COLUMNS,
+    EXCHANGE_TZ,
     OHLCV_COLUMNS,
     PRICE_COLUMNS,
     TIMINGS,
@@ -35,7 +36,6 @@ PRICE_FILE_COLUMNS = ["symbol", "date", *PRICE_COLUMNS, "volume"]
 EARNINGS_REQUIRED = ["symbol", "date"]
 EARNINGS_OPTIONAL = ["timing", *EARNINGS_VALUE_COLUMNS]
 NO_EARNINGS_NOTE = "csv: no earnings file was given, so there are no earnings samples"
-EXCHANGE_TZ = "America/New_York"
 _BARE_NUMBER = r"^[+-]?\d+(?:\.\d*)?$"
 # a time of day followed by Z or a UTC offset such as -05:00
 _ZONE_SUFFIX = r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"

@@ -33,6 +33,8 @@ EARNINGS_COLUMNS = [
 EARNINGS_VALUE_COLUMNS = EARNINGS_COLUMNS[4:]
 TIMINGS = ("amc", "bmo", "intraday")
 
+# report times are exchange-local (New York), timezone-naive
+EXCHANGE_TZ = "America/New_York"
 MARKET_OPEN_HOUR = 9.5
 MARKET_CLOSE_HOUR = 16.0
 

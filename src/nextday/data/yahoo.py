@@ -26,6 +26,7 @@ import pandas as pd
 from nextday.data.schema import (
     EARNINGS_COLUMNS,
     EARNINGS_VALUE_COLUMNS,
+    EXCHANGE_TZ,
     OHLCV_COLUMNS,
     TIMINGS,
     DataSourceError,
@@ -37,7 +38,6 @@ from nextday.data.schema import (
 
 logger = logging.getLogger(__name__)
 
-EXCHANGE_TZ = "America/New_York"
 # yfinance's price names -> ours; Close, not Adj Close: the dividend adjustment of Adj Close
 # is recomputed backwards whenever a dividend is paid, so it would change past returns.
 PRICE_NAMES = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Volume": "volume"}
