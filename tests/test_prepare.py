@@ -106,17 +106,48 @@ def test_csv_source_without_earnings(root):
     assert "No earnings samples exist" in open(folder).read()
 
 
-def test_bad_csv_fails_with_a_named_problem_and_writes_nothing(root):
+def _corrupt(kind, rows):
+    """A copy of `rows` with one kind of problem planted at data row 8 (file line 9)."""
+    rows = [dict(r) for r in rows]
+    if kind == "missing column":
+        return [{k: v for k, v in r.items() if k != "Volume"} for r in rows]
+    if kind == "unparsable date":
+        rows[7]["Date"] = "2023-13-45"
+    elif kind == "non-numeric price":
+        rows[7]["Close"] = "abc"
+    elif kind == "negative price":
+        rows[7]["Low"] = -5.0
+    elif kind == "duplicate rows":
+        rows.insert(8, dict(rows[7]))
+    elif kind == "empty file":
+        return []
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("missing column", r"bad\.csv.*volume"),
+        ("unparsable date", r"bad\.csv line 9.*date.*2023-13-45"),
+        ("non-numeric price", r"bad\.csv line 9.*'close'.*abc"),
+        ("negative price", r"bad\.csv line 9.*'low'.*negative"),
+        ("duplicate rows", r"bad\.csv line 10.*duplicate.*line 9"),
+        ("empty file", r"bad\.csv.*empty"),
+    ],
+)
+def test_bad_csv_fails_with_a_named_problem_and_writes_nothing(root, kind, message):
     good = root / "good.csv"
     _write_csv(good, _csv_rows())
     cfg = compose(["data=csv", f"data.path={good}", f"paths.root={root}"])
     run_prepare(cfg)
     before = _counts(cfg)
-    rows = _csv_rows()
-    rows[7]["Close"] = "abc"
     bad = root / "bad.csv"
-    _write_csv(bad, rows)
-    with pytest.raises(ValueError, match=r"bad\.csv.*(line 9|'close').*abc"):
+    rows = _corrupt(kind, _csv_rows())
+    if rows:
+        _write_csv(bad, rows)
+    else:
+        bad.write_text("")
+    with pytest.raises(ValueError, match=message):
         run_prepare(compose(["data=csv", f"data.path={bad}", f"paths.root={root}"]))
     assert _counts(cfg) == before
     configure(cfg)
