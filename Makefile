@@ -35,6 +35,7 @@ lock: setup
 bench: setup
 	$(BIN)/python scripts/bench_prepare.py
 	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_tune.py
 
 clean:
 	rm -rf data mlruns mlartifacts mlflow.db outputs

@@ -12,6 +12,7 @@ USAGE = """usage: python -m nextday <step> [key=value ...]
 steps:
   prepare   load a data source, validate, build features/labels/splits, log the dataset
   train     fit one model (model=normal|earnings, arch=mlp|lstm) and judge it beside baselines
+  tune      an Optuna study (trials as nested MLflow runs), then the best config retrained
   main      run the whole chain (prepare, train both models), each step as its own MLflow run
   show      print the composed config and exit
 
@@ -21,12 +22,17 @@ examples:
 """
 
 
+# steps that compose further configs from the user's overrides (one per model or trial)
+STEPS_TAKING_OVERRIDES = ("main", "tune")
+
+
 def _steps():
     from nextday.steps.main import run_main
     from nextday.steps.prepare import run_prepare
     from nextday.steps.train import run_train
+    from nextday.steps.tune import run_tune
 
-    return {"prepare": run_prepare, "train": run_train, "main": run_main}
+    return {"prepare": run_prepare, "train": run_train, "tune": run_tune, "main": run_main}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("alembic", "mlflow.store", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # TF warns about retracing when trials build new models: expected, not actionable
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     from nextday.config import compose
 
     cfg = compose(overrides)
@@ -53,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(USAGE, file=sys.stderr)
         return 2
-    if step == "main":
+    if step in STEPS_TAKING_OVERRIDES:
         steps[step](cfg, overrides)
     else:
         steps[step](cfg)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from nextday.config import flatten
@@ -59,7 +60,14 @@ def _experiment_id(cfg: DictConfig) -> str:
         "artifact_location"
     ):
         location = Path(str(cfg.mlflow.artifact_location)).resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # another worker created it between our lookup and our create
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 @contextlib.contextmanager

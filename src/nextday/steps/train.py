@@ -47,9 +47,18 @@ class Trained:
 
 
 def fit_model(
-    spec: ModelSpec, dataset, truth, cfg: DictConfig, folder: Path, on_epoch=None, callbacks=None
+    spec: ModelSpec,
+    dataset,
+    truth,
+    cfg: DictConfig,
+    folder: Path,
+    on_epoch=None,
+    make_callbacks=None,
+    baselines: bool = True,
 ) -> Trained:
-    """Scale, build, (transfer,) fit and fit the baselines on the same rows."""
+    """Scale, build, (transfer,) fit, and fit the baselines on the same rows (unless told not
+    to: tuning trials judge the network alone). `make_callbacks(data)` returns extra Keras
+    callbacks that may need the arranged data (tune's pruning)."""
     from nextday.models.baselines import Baselines
     from nextday.models.data import arrange
     from nextday.models.networks import build_network
@@ -72,13 +81,15 @@ def fit_model(
         checkpoint=folder / "best.keras",
         on_epoch=on_epoch,
         steps_per_execution=int(cfg.train.steps_per_execution),
-        callbacks=callbacks,
+        callbacks=make_callbacks(data) if make_callbacks else None,
     )
-    tree = dict(cfg.train.baselines.tree)
-    baselines = Baselines(float(cfg.train.baselines.ridge_alpha), tree, seed=spec.seed).fit(
-        data.train_flat, data.train.y.astype(np.float64), data.train.weight
-    )
-    return Trained(spec, model, scaler, data, result, baselines)
+    fitted = None
+    if baselines:
+        tree = dict(cfg.train.baselines.tree)
+        fitted = Baselines(float(cfg.train.baselines.ridge_alpha), tree, seed=spec.seed).fit(
+            data.train_flat, data.train.y.astype(np.float64), data.train.weight
+        )
+    return Trained(spec, model, scaler, data, result, fitted)
 
 
 def _transfer(model, spec: ModelSpec, source: str, folder: Path) -> None:
@@ -142,22 +153,9 @@ def best_baseline(val_forecasts: dict[str, np.ndarray], actual) -> str:
 def run_train(cfg: DictConfig) -> str:
     spec = model_spec(cfg)  # a bad config fails here, before any data is read
     with step_run(cfg, "train", model=spec.name) as run, artifact_dir(cfg) as out:
-        mlflow.set_tag("nextday.arch", spec.arch)
         prepare_run = find_input_run("prepare", cfg.inputs.get("prepare_run_id"))
         prepared = load_prepared(prepare_run.info.run_id, out / "inputs")
-
-        def on_epoch(epoch: int, logs: dict) -> None:
-            mlflow.log_metrics(
-                {k: float(v) for k, v in logs.items() if k in ("loss", "val_loss")}, step=epoch
-            )
-
-        trained = fit_model(spec, prepared.dataset, prepared.truth, cfg, out, on_epoch=on_epoch)
-        metrics, report = judge(trained, cfg, out)
-        mlflow.log_metrics(metrics)
-        _log_model(trained, out)
-        (out / "validation_report.md").write_text(report)
-        mlflow.log_artifacts(str(out / "report"), "report")
-        mlflow.log_artifact(str(out / "validation_report.md"))
+        metrics = train_and_log(cfg, spec, prepared, out)
         log.info(
             "train %s/%s: test MAE %.5f (zero %.5f), test IC %.4f -> run %s",
             spec.name,
@@ -168,6 +166,25 @@ def run_train(cfg: DictConfig) -> str:
             run.info.run_id,
         )
         return run.info.run_id
+
+
+def train_and_log(cfg: DictConfig, spec: ModelSpec, prepared, out: Path) -> dict[str, float]:
+    """Fit, judge and log into the active run: metrics, per-epoch losses, report, model."""
+    mlflow.set_tag("nextday.arch", spec.arch)
+
+    def on_epoch(epoch: int, logs: dict) -> None:
+        mlflow.log_metrics(
+            {k: float(v) for k, v in logs.items() if k in ("loss", "val_loss")}, step=epoch
+        )
+
+    trained = fit_model(spec, prepared.dataset, prepared.truth, cfg, out, on_epoch=on_epoch)
+    metrics, report = judge(trained, cfg, out)
+    mlflow.log_metrics(metrics)
+    _log_model(trained, out)
+    (out / "validation_report.md").write_text(report)
+    mlflow.log_artifacts(str(out / "report"), "report")
+    mlflow.log_artifact(str(out / "validation_report.md"))
+    return metrics
 
 
 def judge(trained: Trained, cfg: DictConfig, out: Path) -> tuple[dict[str, float], str]:
