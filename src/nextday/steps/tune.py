@@ -94,8 +94,6 @@ def _objective(
             }
         )
         mlflow.log_params(params)
-        trial_cfg = trial_config(overrides, params, max_epochs)
-        spec = model_spec(trial_cfg)
 
         def log_epoch(epoch: int, values: dict) -> None:
             mlflow.log_metrics(values, step=epoch)
@@ -107,6 +105,8 @@ def _objective(
             return [holder["report"]]
 
         try:
+            trial_cfg = trial_config(overrides, params, max_epochs)
+            spec = model_spec(trial_cfg)
             trained = fit_model(
                 spec,
                 prepared.dataset,
@@ -125,6 +125,9 @@ def _objective(
             val = trained.data.judged["val"]
             scores = point_metrics(predict(trained.model, val.x), val.y, val.dates)
             value = scores[metric]
+            if not np.isfinite(value):
+                mlflow.set_tag(STATE_TAG, "FAIL")
+                raise ValueError(f"trial {trial.number}: val_{metric} is not finite")
             mlflow.log_metrics(
                 {
                     **prefixed(scores, "val"),
@@ -138,8 +141,6 @@ def _objective(
             mlflow.set_tag(STATE_TAG, "PRUNED")
     if pruned is not None:
         raise pruned
-    if not np.isfinite(value):
-        raise ValueError(f"trial {trial.number}: val_{metric} is not finite")
     return value
 
 
