@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from omegaconf import OmegaConf
@@ -13,6 +14,7 @@ steps:
   prepare   load a data source, validate, build features/labels/splits, log the dataset
   train     fit one model (model=normal|earnings, arch=mlp|lstm) and judge it beside baselines
   tune      an Optuna study (trials as nested MLflow runs), then the best config retrained
+  calibrate MC-dropout intervals made to hold (scale model + conformal) for a trained model
   main      run the whole chain (prepare, train both models), each step as its own MLflow run
   show      print the composed config and exit
 
@@ -27,12 +29,19 @@ STEPS_TAKING_OVERRIDES = ("main", "tune")
 
 
 def _steps():
+    from nextday.steps.calibrate import run_calibrate
     from nextday.steps.main import run_main
     from nextday.steps.prepare import run_prepare
     from nextday.steps.train import run_train
     from nextday.steps.tune import run_tune
 
-    return {"prepare": run_prepare, "train": run_train, "tune": run_tune, "main": run_main}
+    return {
+        "prepare": run_prepare,
+        "train": run_train,
+        "tune": run_tune,
+        "calibrate": run_calibrate,
+        "main": run_main,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     step, overrides = argv[0], [a for a in argv[1:] if a.strip()]
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # clean logs
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

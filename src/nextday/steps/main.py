@@ -1,6 +1,6 @@
 """`main`: the whole chain, each step as its own (child) MLflow run, linked to its inputs.
 
-Today: prepare, then train for both models (normal, then earnings). Calibrate, export and
+Today: prepare, then train and calibrate for both models (normal, then earnings). Export and
 backtest join as they land.
 """
 
@@ -12,6 +12,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from nextday.config import compose
+from nextday.steps.calibrate import run_calibrate
 from nextday.steps.prepare import run_prepare
 from nextday.steps.train import run_train
 from nextday.tracking import step_run
@@ -35,6 +36,10 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
                 [*overrides, f"model={model}", f"inputs.prepare_run_id={runs['prepare']}"]
             )
             runs[f"train.{model}"] = run_train(model_cfg)
+            calibrate_cfg = compose(
+                [*overrides, f"model={model}", f"inputs.model_run_id={runs[f'train.{model}']}"]
+            )
+            runs[f"calibrate.{model}"] = run_calibrate(calibrate_cfg)
         mlflow.set_tags({f"nextday.run.{step}": run_id for step, run_id in runs.items()})
         log.info("main: %s (parent run %s)", runs, parent.info.run_id)
         return runs
