@@ -193,7 +193,7 @@ def run_calibrate(cfg: DictConfig) -> str:
         )
         metrics[f"const_same_coverage_test_width_{round(level * 100)}"] = 2 * same
 
-        tables["coverage_by_volatility"] = _by_bucket(test, level)
+        tables["coverage_by_volatility"] = _by_bucket(test)
         tables["coverage_by_month"] = _by_month(test, "low", "high")
         if settings.adaptive.enabled:
             low, high, alpha = adaptive_coverage(
@@ -251,7 +251,7 @@ def _reliability(part: dict, calibration) -> pd.DataFrame:
     return pd.DataFrame({"nominal": NOMINAL, "observed": observed})
 
 
-def _by_bucket(part: dict, level: float) -> pd.DataFrame:
+def _by_bucket(part: dict) -> pd.DataFrame:
     """Coverage and width by quintile of trailing 20-day volatility."""
     bucket = pd.qcut(part["vol"], 5, labels=["1 calm", "2", "3", "4", "5 wild"], duplicates="drop")
     inside = (part["low"] <= part["y"]) & (part["y"] <= part["high"])

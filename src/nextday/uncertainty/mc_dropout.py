@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import keras
 import numpy as np
 
@@ -41,20 +44,15 @@ def mc_samples(
     return out
 
 
-def with_dropout_rate(model: keras.Model, rate: float):
-    """Context manager: set every dropout layer's rate for inference, then restore."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def _set():
-        layers = dropout_layers(model)
-        saved = [layer.rate for layer in layers]
-        for layer in layers:
-            layer.rate = rate
-        try:
-            yield model
-        finally:
-            for layer, old in zip(layers, saved, strict=True):
-                layer.rate = old
-
-    return _set()
+@contextlib.contextmanager
+def with_dropout_rate(model: keras.Model, rate: float) -> Iterator[keras.Model]:
+    """Set every dropout layer's rate for inference, and restore it afterwards."""
+    layers = dropout_layers(model)
+    saved = [layer.rate for layer in layers]
+    for layer in layers:
+        layer.rate = rate
+    try:
+        yield model
+    finally:
+        for layer, old in zip(layers, saved, strict=True):
+            layer.rate = old
