@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     step, overrides = argv[0], [a for a in argv[1:] if a.strip()]
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # clean logs
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
