@@ -1,6 +1,7 @@
 """prepare end to end on the quick preset: what the run logs, idempotent writes, bad input."""
 
 import json
+import time
 
 import mlflow
 import pandas as pd
@@ -170,3 +171,35 @@ def test_prepare_on_postgres(root, pg_url, monkeypatch):
         "feature_history", "symbol = :s", {"s": store.read("ohlcv")["symbol"].iloc[0]}
     )
     assert features["ts"].is_unique
+
+
+@pytest.mark.postgres
+def test_prepare_killed_while_writing_leaves_nothing_behind(root, pg_url):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NEXTDAY_PG_URL": pg_url, "NEXTDAY_ROOT": str(root)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [
+        sys.executable,
+        "-m",
+        "nextday",
+        "prepare",
+        "store=postgres",
+        "data.n_symbols=400",
+        f"paths.root={root}",
+    ]
+    child = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    for line in child.stdout:
+        if "prepare: write store ..." in line:
+            break
+    time.sleep(1.0)  # well inside the COPY of 500k rows
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    store = Store(pg_url)
+    store.create()
+    assert {table: store.count(table) for table in TABLES} == dict.fromkeys(TABLES, 0)
