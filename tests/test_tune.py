@@ -94,7 +94,8 @@ def _worker(root, env, *extra, trials=2):
 
 @pytest.fixture
 def shared(root, pg_url, monkeypatch):
-    """PostgreSQL for both the Optuna study and MLflow tracking, with a prepared dataset."""
+    """PostgreSQL for both the Optuna study and MLflow tracking, with a prepared dataset:
+    returns the workers' environment, the study's URL and the overrides every worker takes."""
     tracking = pg_url
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
@@ -106,17 +107,13 @@ def shared(root, pg_url, monkeypatch):
         connection.execute(sa.text(f'CREATE DATABASE "{optuna_url.rsplit("/", 1)[1]}"'))
     admin.dispose()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return env, optuna_url, prepare_id
+    return env, optuna_url, [f"tune.storage={optuna_url}", f"inputs.prepare_run_id={prepare_id}"]
 
 
 @pytest.mark.postgres
 def test_two_workers_share_one_postgres_study(root, shared):
-    env, optuna_url, prepare_id = shared
-    extra = [
-        f"tune.storage={optuna_url}",
-        f"inputs.prepare_run_id={prepare_id}",
-        "tune.study_name=shared",
-    ]
+    env, optuna_url, common = shared
+    extra = [*common, "tune.study_name=shared"]
     workers = [_worker(root, env, *extra) for _ in range(2)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
@@ -133,10 +130,9 @@ def test_two_workers_share_one_postgres_study(root, shared):
 
 @pytest.mark.postgres
 def test_a_killed_worker_leaves_the_study_usable(root, shared):
-    env, optuna_url, prepare_id = shared
+    env, optuna_url, common = shared
     extra = [
-        f"tune.storage={optuna_url}",
-        f"inputs.prepare_run_id={prepare_id}",
+        *common,
         "tune.study_name=killed",
         "tune.heartbeat.interval=1",
         "tune.heartbeat.grace_period=2",

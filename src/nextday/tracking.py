@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -105,33 +105,55 @@ def log_config(cfg: DictConfig) -> None:
         mlflow.log_params(dict(items[start : start + 100]))
 
 
-def find_input_run(step: str, run_id: str | None, model: str | None = None) -> Run:
-    """The run a step consumes: `run_id` when given, else the newest FINISHED `step` run.
+def find_input_run(
+    step: str | tuple[str, ...],
+    run_id: str | None,
+    model: str | None = None,
+    accept: Callable[[Run], bool] | None = None,
+    hint: str | None = None,
+) -> Run:
+    """The run a step consumes: `run_id` when given, else the newest FINISHED run of `step`
+    (or of any of several steps), of `model` where given, that `accept` (if any) takes.
 
-    The search is in the active run's experiment; the consumed id is tagged on the active run.
+    The search is in the active run's experiment; the consumed id is tagged on the active run
+    as nextday.input.<its step>.
     """
+    steps = (step,) if isinstance(step, str) else tuple(step)
+    wanted = " or ".join(repr(s) for s in steps) + (f" run of model={model}" if model else " run")
     client = mlflow.tracking.MlflowClient()
     if run_id:
         run = client.get_run(run_id)
-        if run.data.tags.get(STEP_TAG) != step:
+        found_step, found_model = run.data.tags.get(STEP_TAG), run.data.tags.get(MODEL_TAG)
+        if found_step not in steps or (model and found_model != model):
             raise ValueError(
-                f"run {run_id} is a {run.data.tags.get(STEP_TAG)!r} run, not a {step!r} run"
+                f"run {run_id} is a {found_step!r} run"
+                + (f" of model={found_model}" if model else "")
+                + f", not a {wanted}"
             )
     else:
         experiment_id = mlflow.active_run().info.experiment_id
-        query = f"tags.`{STEP_TAG}` = '{step}' and attributes.status = 'FINISHED'"
-        if model:
-            query += f" and tags.`{MODEL_TAG}` = '{model}'"
-        found = client.search_runs(
-            [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
-        )
-        if not found:
-            raise LookupError(
-                f"no finished {step!r} run in this experiment: run `python -m nextday {step}` "
-                f"first or pass inputs.{step}_run_id=<run id>"
+        found: list[Run] = []
+        for name in steps:  # MLflow's search has no IN for tags
+            query = f"tags.`{STEP_TAG}` = '{name}' and attributes.status = 'FINISHED'"
+            if model:
+                query += f" and tags.`{MODEL_TAG}` = '{model}'"
+            found += client.search_runs(
+                [experiment_id],
+                query,
+                order_by=["attributes.start_time DESC"],
+                max_results=1 if accept is None else 1000,
             )
-        run = found[0]
-    mlflow.set_tag(f"{INPUT_TAG}{step}", run.info.run_id)
+        found.sort(key=lambda r: r.info.start_time, reverse=True)
+        run = next((r for r in found if accept is None or accept(r)), None)
+        if run is None:
+            raise LookupError(
+                f"no finished {wanted} in this experiment: "
+                + (
+                    hint
+                    or f"run `python -m nextday {steps[0]}` first or pass inputs.{steps[0]}_run_id=<run id>"
+                )
+            )
+    mlflow.set_tag(f"{INPUT_TAG}{run.data.tags[STEP_TAG]}", run.info.run_id)
     return run
 
 

@@ -25,7 +25,7 @@ from nextday.models.spec import ModelSpec, model_spec
 from nextday.reports import markdown
 from nextday.steps.inputs import load_prepared
 from nextday.steps.train import CHECKPOINT_ARTIFACT, SPEC_ARTIFACT
-from nextday.tracking import INPUT_TAG, MODEL_TAG, STEP_TAG, artifact_dir, step_run
+from nextday.tracking import INPUT_TAG, artifact_dir, find_input_run, step_run
 
 log = logging.getLogger(__name__)
 
@@ -37,38 +37,20 @@ NOMINAL = np.round(np.arange(0.1, 1.0, 0.1), 2)
 
 def find_model_run(model: str, run_id: str | None):
     """The model run to calibrate: `run_id`, or the newest finished train or tune run of
-    `model` in this experiment. Tagged on the active run as nextday.input.<step>."""
+    `model` in this experiment that logged a model."""
     client = mlflow.MlflowClient()
-    if run_id:
-        run = client.get_run(run_id)
-    else:
-        found = []
-        for step in MODEL_STEPS:  # MLflow's search has no IN for tags
-            found += client.search_runs(
-                [mlflow.active_run().info.experiment_id],
-                f"tags.`{STEP_TAG}` = '{step}' and tags.`{MODEL_TAG}` = '{model}' "
-                "and attributes.status = 'FINISHED'",
-            )
-        found.sort(key=lambda r: r.info.start_time, reverse=True)
-        found = [r for r in found if _has_model(client, r.info.run_id)]
-        if not found:
-            raise LookupError(
-                f"no finished train or tune run of model={model} with a model: run "
-                f"`python -m nextday train model={model}` or pass inputs.model_run_id=<run id>"
-            )
-        run = found[0]
-    step = run.data.tags.get(STEP_TAG)
-    if step not in MODEL_STEPS or run.data.tags.get(MODEL_TAG) != model:
-        raise ValueError(
-            f"run {run.info.run_id} is a {step}/{run.data.tags.get(MODEL_TAG)} run, "
-            f"not a train or tune run of model={model}"
-        )
-    mlflow.set_tag(f"{INPUT_TAG}{step}", run.info.run_id)
-    return run
 
+    def has_model(run) -> bool:
+        files = client.list_artifacts(run.info.run_id, "model_files")
+        return any(f.path == CHECKPOINT_ARTIFACT for f in files)
 
-def _has_model(client, run_id: str) -> bool:
-    return any(f.path == CHECKPOINT_ARTIFACT for f in client.list_artifacts(run_id, "model_files"))
+    return find_input_run(
+        MODEL_STEPS,
+        run_id,
+        model=model,
+        accept=has_model,
+        hint=f"run `python -m nextday train model={model}` or pass inputs.model_run_id=<run id>",
+    )
 
 
 def load_model_run(run, folder: Path):
