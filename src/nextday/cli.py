@@ -15,7 +15,11 @@ steps:
   train     fit one model (model=normal|earnings, arch=mlp|lstm) and judge it beside baselines
   tune      an Optuna study (trials as nested MLflow runs), then the best config retrained
   calibrate MC-dropout intervals made to hold (scale model + conformal) for a trained model
-  main      run the whole chain (prepare, train both models), each step as its own MLflow run
+  export    ONNX graphs checked against Keras, a registered version, promoted if the gate passes
+  main      run the whole chain, each step as its own MLflow run
+  promote   make a registered version production: promote model=normal version=3
+  rollback  production back to the previous version (or version=N)
+  download  fetch a version (version=N or alias=production) into models/<model>/<version>/
   show      print the composed config and exit
 
 examples:
@@ -30,8 +34,10 @@ STEPS_TAKING_OVERRIDES = ("main", "tune")
 
 def _steps():
     from nextday.steps.calibrate import run_calibrate
+    from nextday.steps.export import run_export
     from nextday.steps.main import run_main
     from nextday.steps.prepare import run_prepare
+    from nextday.steps.registry_commands import run_download, run_promote, run_rollback
     from nextday.steps.train import run_train
     from nextday.steps.tune import run_tune
 
@@ -40,7 +46,11 @@ def _steps():
         "train": run_train,
         "tune": run_tune,
         "calibrate": run_calibrate,
+        "export": run_export,
         "main": run_main,
+        "promote": run_promote,
+        "rollback": run_rollback,
+        "download": run_download,
     }
 
 
@@ -55,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for noisy in ("alembic", "mlflow.store", "urllib3", "matplotlib"):
+    for noisy in ("alembic", "mlflow.store", "urllib3", "matplotlib", "tf2onnx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # TF warns about retracing when trials build new models: expected, not actionable
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

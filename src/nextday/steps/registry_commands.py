@@ -1,0 +1,54 @@
+"""`promote`, `rollback` and `download`: the registry by hand.
+
+python -m nextday promote model=normal version=3
+python -m nextday rollback model=normal              # back to the previous production
+python -m nextday download model=normal alias=production
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import mlflow
+from omegaconf import DictConfig
+
+from nextday.export import registry
+from nextday.models.spec import model_spec
+from nextday.tracking import configure
+
+log = logging.getLogger(__name__)
+
+
+def _registered(cfg: DictConfig) -> str:
+    return registry.registered_name(str(cfg.export.registered_model_prefix), model_spec(cfg).name)
+
+
+def run_promote(cfg: DictConfig) -> str:
+    configure(cfg)
+    if cfg.version is None:
+        raise ValueError("promote needs version=N (the registered version to serve)")
+    name = _registered(cfg)
+    registry.promote(mlflow.MlflowClient(), name, str(cfg.version), "promoted by hand")
+    return str(cfg.version)
+
+
+def run_rollback(cfg: DictConfig) -> str:
+    configure(cfg)
+    name = _registered(cfg)
+    restored = registry.rollback(mlflow.MlflowClient(), name, cfg.version)
+    return str(restored.version)
+
+
+def run_download(cfg: DictConfig) -> Path:
+    """The version into `<paths.root>/models/<model>/<version>/`, checksums verified."""
+    configure(cfg)
+    name = _registered(cfg)
+    client = mlflow.MlflowClient()
+    alias = cfg.alias if cfg.version is not None or cfg.alias is not None else registry.PRODUCTION
+    version = registry.resolve(client, name, cfg.version, alias if cfg.version is None else None)
+    target = Path(str(cfg.paths.root)) / "models" / model_spec(cfg).name / str(version.version)
+    path = registry.download(name, version, target)
+    log.info("download: %s version %s -> %s (checksums verified)", name, version.version, path)
+    print(path)
+    return path
