@@ -66,15 +66,15 @@ def promote(client, name: str, version: str, reason: str) -> ModelVersion | None
     client.get_model_version(name, version)  # fails clearly when there is no such version
     previous = version_by_alias(client, name, PRODUCTION)
     client.set_registered_model_alias(name, PRODUCTION, version)
-    if previous is not None and previous.version != version:
-        client.set_registered_model_alias(name, PREVIOUS, previous.version)
+    if previous is not None and str(previous.version) != version:
+        client.set_registered_model_alias(name, PREVIOUS, str(previous.version))
     with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still shown
         warnings.simplefilter("ignore")
         client.transition_model_version_stage(
             name, version, "Production", archive_existing_versions=True
         )
     challenger = version_by_alias(client, name, CHALLENGER)
-    if challenger is not None and challenger.version == version:
+    if challenger is not None and str(challenger.version) == version:
         client.delete_registered_model_alias(name, CHALLENGER)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     client.set_model_version_tag(name, version, "nextday.promoted_at", now)
@@ -103,7 +103,7 @@ def rollback(client, name: str, version: int | str | None = None) -> ModelVersio
         target = version_by_alias(client, name, PREVIOUS)
         if target is None:
             raise ValueError(f"{name} has no previous production version to roll back to")
-        version = target.version
+        version = str(target.version)
     if current is not None and str(current.version) == str(version):
         raise ValueError(f"{name} version {version} is already production")
     promote(

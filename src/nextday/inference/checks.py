@@ -68,7 +68,8 @@ def _numeric(values, columns: list[str], rows_offset: int = 0) -> np.ndarray:
 
 
 def _check_finite(array: np.ndarray, columns: list[str]) -> np.ndarray:
-    as_float32 = array.astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: reported below
+        as_float32 = array.astype(np.float32)
     bad = ~np.isfinite(as_float32)
     if bad.any():
         flat = as_float32.reshape(len(as_float32), -1)

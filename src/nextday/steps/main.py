@@ -1,7 +1,7 @@
 """`main`: the whole chain, each step as its own (child) MLflow run, linked to its inputs.
 
-Today: prepare, then train and calibrate for both models (normal, then earnings). Export and
-backtest join as they land.
+Today: prepare, then train, calibrate and export (register, promote if the gate passes) for
+both models (normal, then earnings). Backtest joins when it lands.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from nextday.config import compose
 from nextday.steps.calibrate import run_calibrate
+from nextday.steps.export import run_export
 from nextday.steps.prepare import run_prepare
 from nextday.steps.train import run_train
 from nextday.tracking import step_run
@@ -40,6 +41,14 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
                 [*overrides, f"model={model}", f"inputs.model_run_id={runs[f'train.{model}']}"]
             )
             runs[f"calibrate.{model}"] = run_calibrate(calibrate_cfg)
+            export_cfg = compose(
+                [
+                    *overrides,
+                    f"model={model}",
+                    f"inputs.calibrate_run_id={runs[f'calibrate.{model}']}",
+                ]
+            )
+            runs[f"export.{model}"] = run_export(export_cfg)
         mlflow.set_tags({f"nextday.run.{step}": run_id for step, run_id in runs.items()})
         log.info("main: %s (parent run %s)", runs, parent.info.run_id)
         return runs

@@ -1,0 +1,223 @@
+"""export on the quick preset: ONNX files, metadata, a registered version, the promotion
+gate, promote/rollback by hand, and download with checksums."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from nextday.config import compose
+from nextday.export import registry
+from nextday.inference import ChecksumError, ModelInference
+from nextday.steps.calibrate import run_calibrate
+from nextday.steps.export import run_export
+from nextday.steps.prepare import run_prepare
+from nextday.steps.registry_commands import run_download, run_promote, run_rollback
+from nextday.steps.train import run_train
+
+NAME = "nextday-normal"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One tracking store with a calibrated quick model and three exports of it:
+    v1 fails the gate (significance 0), v2 passes it (checks relaxed), v3 fails against
+    production (must be 50% better than v2 on validation)."""
+    root = tmp_path_factory.mktemp("export")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+            patch.delenv(name, raising=False)
+        patch.setenv("NEXTDAY_ROOT", str(root))
+
+        def cfg(*overrides):
+            return compose(["experiment=quick", f"paths.root={root}", *overrides])
+
+        run_prepare(cfg())
+        run_train(cfg())
+        run_calibrate(cfg())
+        relaxed = ["export.gate.significance=1.0", "export.gate.coverage_band=[0.0,1.0]"]
+        runs = [
+            run_export(cfg("export.gate.significance=0.0")),
+            run_export(cfg(*relaxed)),
+            run_export(cfg(*relaxed, "export.gate.max_val_mae_increase=-0.5")),
+        ]
+        yield root, cfg, runs
+
+
+def test_export_logs_checked_files_and_metadata(store):
+    root, _, runs = store
+    run = mlflow.get_run(runs[0])
+    assert run.data.tags["nextday.step"] == "export"
+    assert run.data.tags["nextday.input.calibrate"]
+    metrics = run.data.metrics
+    assert metrics["parity_max_abs_diff"] <= 1e-5
+    assert metrics["parity_mc_share_abs_z_above_4"] <= 0.02
+    assert 0.9 <= metrics["parity_mc_spread_ratio"] <= 1.1
+    assert metrics["fp16_max_abs_err_prediction"] < 1e-3
+    for name in ("test_mae", "baseline_zero_test_mae", "test_coverage_80", "dm_zero_mae_p"):
+        assert np.isfinite(metrics[name]), name
+    folder = ModelInference(f"models:/{NAME}/1").folder
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["files"]["mc"] == "mlp_normal_v1.onnx"
+    assert len(meta["features"]) == 20 and meta["window"] == 1
+    assert meta["runs"]["export"] == runs[0] and set(meta["runs"]) >= {"prepare", "train"}
+    assert meta["data"]["symbols"] == 30 and meta["git_commit"]
+    assert meta["calibration"]["passes"] == meta["mc"]["passes"] == 8
+    assert "test_mae" in meta["metrics"] and "beta_1" not in meta["hyperparameters"]
+    card = (folder / "model_card.md").read_text()
+    for section in ("Intended use", "Data", "Metrics", "Calibration", "Ethical", "Update policy"):
+        assert f"## {section}" in card
+
+
+def test_gate_decides_production_and_challenger(store):
+    client = mlflow.MlflowClient()
+    v1, v2, v3 = (client.get_model_version(NAME, str(v)) for v in (1, 2, 3))
+    assert v1.tags[registry.GATE_TAG].startswith("failed: beats_zero")
+    assert v2.tags[registry.GATE_TAG] == "passed"
+    assert "vs_production" in v3.tags[registry.GATE_TAG]
+    assert client.get_model_version_by_alias(NAME, "production").version == 2
+    assert client.get_model_version_by_alias(NAME, "challenger").version == 3
+    assert v2.current_stage == "Production"
+    assert "Model card" in v2.description and v2.tags["metric.test_mae"]
+    assert v2.tags["nextday.check.parity_deterministic"].startswith("pass")
+    # the MLflow model: a DataFrame with the feature columns in, five columns out
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@production")
+    names = [c.name for c in model.metadata.get_input_schema().inputs]
+    assert len(names) == 20
+    out = model.predict(pd.DataFrame(np.full((3, 20), 0.01), columns=names))
+    assert list(out.columns) == ["prediction", "sigma", "p10", "p50", "p90"]
+
+
+def test_promote_and_rollback_by_hand(store):
+    _, cfg, _ = store
+    client = mlflow.MlflowClient()
+    run_promote(cfg("version=3"))
+    assert client.get_model_version_by_alias(NAME, "production").version == 3
+    assert client.get_model_version_by_alias(NAME, "previous-production").version == 2
+    assert client.get_model_version(NAME, "2").current_stage == "Archived"  # kept, not deleted
+    assert run_rollback(cfg()) == "2"
+    assert client.get_model_version_by_alias(NAME, "production").version == 2
+    assert client.get_model_version(NAME, "3").current_stage == "Archived"
+    with pytest.raises(ValueError, match="already production"):
+        run_rollback(cfg("version=2"))
+    with pytest.raises(ValueError, match="no version 99"):
+        run_download(cfg("version=99"))
+
+
+def test_download_verifies_checksums_and_keeps_a_good_copy(store):
+    root, cfg, _ = store
+    path = run_download(cfg("alias=production"))
+    assert path == root / "models" / "normal" / "2"
+    meta = json.loads((path / "metadata.json").read_text())
+    assert (path / meta["files"]["mc"]).exists()
+    local = ModelInference(path)
+    assert local.version == "2" and local.predict_batch(np.full((2, 20), 0.01)).shape == (2, 5)
+    # corrupt the stored artifact: the next download is refused, the good copy stays
+    source = mlflow.MlflowClient().get_model_version(NAME, "2").source
+    stored = list(root.glob(f"mlartifacts/**/{meta['files']['mc']}"))
+    stored = [p for p in stored if "v2" in p.name]
+    assert stored, source
+    for p in stored:
+        p.write_bytes(p.read_bytes() + b"tampered")
+    with pytest.raises(ChecksumError, match="mlp_normal_v2.onnx"):
+        run_download(cfg("version=2"))
+    assert ModelInference(path).version == "2"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_models_serve_answers_and_refuses_bad_input(store):
+    """The real scoring server on a loopback port, checked against ModelInference."""
+    root, _, _ = store
+    port = _free_port()
+    # mlflow models serve execs `uvicorn` from PATH: the environment's bin must be on it
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    server = subprocess.Popen(
+        [
+            str(Path(bin_dir) / "mlflow"),
+            "models", "serve", "-m", f"models:/{NAME}@production",
+            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode()[-3000:]
+            assert time.time() < deadline, "the server did not start"
+            time.sleep(0.5)
+        inference = ModelInference(f"models:/{NAME}@production")
+        rows = pd.DataFrame(
+            np.random.default_rng(0).normal(0.01, 0.005, size=(64, 20)),
+            columns=inference.features,
+        )
+        expected = inference.predict_batch(rows)
+        spread = inference.run(rows.to_numpy(np.float32))["mc_sd"]
+
+        def invoke(payload):
+            return requests.post(f"{url}/invocations", json=payload, timeout=30)
+
+        split = json.loads(rows.to_json(orient="split", index=False))
+        for payload in (
+            {"dataframe_split": split},
+            {"dataframe_records": rows.to_dict(orient="records")},
+        ):
+            answer = invoke(payload)
+            assert answer.status_code == 200, answer.text
+            got = pd.DataFrame(answer.json()["predictions"])
+            assert list(got.columns) == ["prediction", "sigma", "p10", "p50", "p90"]
+            assert len(got) == 64
+            # both draw their own dropout masks: equal within the MC noise of 8 passes
+            assert np.all(np.abs(got["prediction"] - expected["prediction"]) < 6 * spread + 1e-6)
+            np.testing.assert_allclose(
+                got["p90"] - got["p10"], expected["p90"] - expected["p10"], rtol=0.2
+            )
+
+        bad = {
+            "missing column": {"dataframe_split": {**split, "columns": split["columns"][:-1], "data": [r[:-1] for r in split["data"]]}},
+            "NaN": {"dataframe_records": [{**rows.iloc[0].to_dict(), "vol_20d": None}]},
+            "text": {"dataframe_records": [{**rows.iloc[0].to_dict(), "ret_1d": "abc"}]},
+            "empty": {"dataframe_split": {"columns": split["columns"], "data": []}},
+        }  # fmt: skip
+        for problem, payload in bad.items():
+            answer = invoke(payload)
+            assert answer.status_code == 400, (problem, answer.status_code, answer.text[:300])
+            assert answer.json()["message"], problem
+        missing = invoke(bad["missing column"]).json()["message"]
+        assert split["columns"][-1] in missing
+        assert "row 0, column 'vol_20d' is NaN" in invoke(bad["NaN"]).json()["message"]
+        assert invoke(bad["empty"]).status_code == 400
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()

@@ -1,0 +1,210 @@
+"""ONNX graphs of small untrained networks (MLP and LSTM) and ModelInference on them: parity
+with Keras, the MC graph's statistics, the float16 variant, input checks and checksums."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+
+from nextday.config import compose
+from nextday.export import metadata, parity
+from nextday.export.files import write_onnx
+from nextday.export.graphs import network_of
+from nextday.inference import ChecksumError, InputError, ModelInference
+from nextday.inference.checks import input_columns
+from nextday.models.networks import build_network
+from nextday.models.scaler import Scaler
+from nextday.models.spec import model_spec
+from nextday.uncertainty.calibration import Calibration
+from nextday.uncertainty.mc_dropout import mc_samples
+
+SCALE_FEATURES = ("vol_20d", "hl_range")
+
+
+def _calibration(passes: int) -> Calibration:
+    levels = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))
+    return Calibration(
+        scale_features=SCALE_FEATURES,
+        scale_weights=(-1.0, 0.5, 0.2, 0.1),
+        levels=levels,
+        quantiles=tuple(float(v) for v in np.linspace(-1.5, 1.5, 19)),
+        sigma_factor=0.9,
+        n_calibration=100,
+        passes=passes,
+    )
+
+
+def _export(folder, overrides, passes=10):
+    """A tiny export folder (random weights), as export writes it, minus MLflow."""
+    spec = model_spec(compose(["experiment=quick", *overrides]))
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.01, 0.02, size=(400, spec.n_features)).astype(np.float32)
+    model = build_network(spec, Scaler.fit(spec.features, x, x[:, 0]))
+    calibration = _calibration(passes)
+    files = write_onnx(model, spec, calibration, folder, 1, passes, seed=5, opset=17)
+    window = spec.window if spec.arch == "lstm" else 1
+    (folder / metadata.CARD).write_text("# card\n")
+    metadata.seal(
+        {
+            "registered_model": f"nextday-{spec.name}",
+            "version": 1,
+            "features": list(spec.features),
+            "window": window,
+            "input_columns": input_columns(spec.features, window),
+            "files": files,
+        },
+        folder,
+    )
+    if window > 1:
+        x = rng.normal(0.01, 0.02, size=(400, window, spec.n_features)).astype(np.float32)
+    return model, spec, x, files
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mlp")
+    return (folder, *_export(folder, []))
+
+
+def test_files_are_named_by_arch_model_and_version(mlp):
+    folder, _, _, _, files = mlp
+    assert files["mc"] == "mlp_normal_v1.onnx"
+    for name in files.values():
+        assert (folder / name).stat().st_size > 0
+    sums = json.loads((folder / "metadata.json").read_text())["sha256"]
+    assert set(sums) == {*files.values(), "model_card.md"}
+
+
+def test_deterministic_graph_matches_keras_on_edge_cases(mlp):
+    folder, model, spec, x, files = mlp
+    session = ort.InferenceSession(str(folder / files["deterministic"]))
+    cases = parity.edge_cases(x, network_of(model, spec), seed=1)
+    table = parity.deterministic(model, session, cases)
+    assert list(table["rows"])[-2:] == [1, 10_000]
+    assert table["max_abs_diff"].max() <= 1e-5, table
+
+
+def test_lstm_graphs_match_keras(tmp_path):
+    model, spec, x, files = _export(tmp_path, ["arch=lstm", "arch.window=5"])
+    session = ort.InferenceSession(str(tmp_path / files["deterministic"]))
+    table = parity.deterministic(model, session, {"windows": x})
+    assert table["max_abs_diff"].max() <= 1e-5
+    inference = ModelInference(tmp_path)
+    out = inference.predict_batch(x[:7])
+    assert len(out) == 7
+    # as a table: one column per feature and lag, the row's own day last
+    columns = input_columns(spec.features, 5)
+    assert columns[-1] == f"{spec.features[-1]}_lag0"
+    table = pd.DataFrame(x[:7].reshape(7, -1), columns=columns)
+    assert inference.predict_batch(table).shape == (7, 5)
+
+
+def test_mc_graph_matches_keras_mc_dropout_statistically(mlp):
+    folder, model, _, x, files = mlp
+    session = ort.InferenceSession(str(folder / files["mc_optimized"]))
+    result = parity.mc(model, session, x[:64], passes=10, calls=20, seed=3)
+    assert parity.mc_passes(result, 0.02, (0.85, 1.15)), result
+    # and a broken graph would be caught: Keras without dropout has no spread at all
+    samples = mc_samples(model, x[:64], 10, 3, dropout=False)
+    assert samples.std(axis=0).max() < 1e-9 < result["spread_ratio"]
+
+
+def test_mc_outputs_apply_the_calibration(mlp):
+    folder, _, spec, x, _ = mlp
+    inference = ModelInference(folder)
+    raw = inference.run(x[:50])
+    calibration = _calibration(10)
+    columns = [spec.features.index(f) for f in SCALE_FEATURES]
+    scale = calibration.scale(x[:50, columns], raw["mc_sd"])
+    np.testing.assert_allclose(raw["sigma"], scale * 0.9, rtol=1e-4)
+    np.testing.assert_allclose(
+        raw["p90"], raw["prediction"] + scale * calibration.quantile(0.9), rtol=1e-4, atol=1e-7
+    )
+    assert np.all(raw["p10"] < raw["p50"]) and np.all(raw["p50"] < raw["p90"])
+
+
+def test_float16_variant_stays_close_to_float32(mlp):
+    folder, _, _, x, files = mlp
+    full = ort.InferenceSession(str(folder / files["mc"]))
+    half = ort.InferenceSession(str(folder / files["mc_float16"]))
+    assert half.get_inputs()[0].type == "tensor(float)"  # float32 in and out
+    a = full.run(["prediction"], {"features": x})[0]
+    b = half.run(["prediction"], {"features": x})[0]
+    assert b.dtype == np.float32
+    assert np.abs(a - b).max() < 1e-3 * max(1.0, np.abs(a).max())
+
+
+def test_predict_one_row_agrees_with_the_batch(mlp):
+    folder, _, spec, x, _ = mlp
+    inference = ModelInference(folder, device="cpu")
+    assert inference.provider == "CPUExecutionProvider"
+    row = dict(zip(spec.features, x[0].tolist(), strict=True))
+    one = inference.predict(row)
+    assert set(one) == {"prediction", "sigma", "p10", "p50", "p90"}
+    by_vector = inference.predict(list(x[0]))
+    batch = inference.predict_batch([row, row])
+    frame = inference.predict_batch(pd.DataFrame([row], index=["AAPL"]))
+    assert list(frame.index) == ["AAPL"]
+    # masks are drawn per call, so answers agree within the MC noise, not exactly
+    for got in (by_vector, batch.iloc[0].to_dict(), frame.iloc[0].to_dict()):
+        assert abs(got["prediction"] - one["prediction"]) < 0.05
+        assert got["p10"] < got["p90"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda f, x: pd.DataFrame(x[:3], columns=f).drop(columns=[f[2]]), "missing feature"),
+        (lambda f, x: pd.DataFrame(x[:3], columns=f).assign(extra=1.0), "unexpected feature"),
+        (lambda f, x: pd.DataFrame(x[:0], columns=f), "empty batch"),
+        (lambda f, x: x[:3, :-1], r"shape \(rows, 20\)"),
+        (lambda f, x: np.where(np.arange(20) == 4, np.nan, x[:3]), "row 0, column"),
+        (lambda f, x: [dict(zip(f, x[0], strict=True)), {"ret_1d": 1.0}], "row 1: missing"),
+        (
+            lambda f, x: (
+                pd.DataFrame(x[:2], columns=f).astype({f[1]: object}).assign(**{f[1]: ["a", "b"]})
+            ),
+            "is not a number",
+        ),
+        (lambda f, x: "ret_1d=0.1", "DataFrame, a 2-D array or a list"),
+        (lambda f, x: [], "empty batch"),
+    ],
+)
+def test_bad_batches_are_refused_with_the_problem_named(mlp, make, message):
+    folder, _, spec, x, _ = mlp
+    inference = ModelInference(folder)
+    with pytest.raises(InputError, match=message):
+        inference.predict_batch(make(list(spec.features), x.astype(np.float64)))
+
+
+def test_bad_rows_are_refused_with_the_problem_named(mlp):
+    folder, _, spec, x, _ = mlp
+    inference = ModelInference(folder)
+    row = dict(zip(spec.features, x[0].tolist(), strict=True))
+    with pytest.raises(InputError, match="is inf"):
+        inference.predict({**row, "vol_20d": float("inf")})
+    with pytest.raises(InputError, match="column 'vol_20d' is NaN"):
+        inference.predict({**row, "vol_20d": float("nan")})
+    with pytest.raises(InputError, match="hold 20 values"):
+        inference.predict(list(x[0][:5]))
+    with pytest.raises(InputError, match="too large for float32"):
+        inference.predict({**row, "ret_1d": 1e300})
+    with pytest.raises(InputError, match="mapping of feature"):
+        inference.predict(3.0)
+
+
+def test_a_tampered_file_is_refused(mlp, tmp_path):
+    folder, *_ = mlp
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in folder.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    ModelInference(copy)  # intact: loads
+    target = copy / json.loads((copy / "metadata.json").read_text())["files"]["mc_optimized"]
+    target.write_bytes(target.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(ChecksumError, match="does not match its checksum"):
+        ModelInference(copy)
