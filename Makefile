@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OVERRIDES ?=
 
-.PHONY: setup main test test-full lint lock bench clean
+.PHONY: setup main serve test test-full lint lock bench clean
 
 $(BIN)/nextday: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,13 @@ setup: $(BIN)/nextday
 # the whole pipeline on the built-in market; MLflow tracking in ./mlflow.db, artifacts in ./mlartifacts
 main: setup
 	$(BIN)/python -m nextday main $(OVERRIDES)
+
+# serve a registered model: make serve MODEL=earnings PORT=5001 (mlflow execs uvicorn from PATH)
+MODEL ?= normal
+PORT ?= 5001
+serve: setup
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/mlflow models serve -m models:/nextday-$(MODEL)@production \
+		--env-manager local -h 127.0.0.1 -p $(PORT)
 
 # fast tests (PostgreSQL tests start their own server)
 test: setup
@@ -38,4 +45,4 @@ bench: setup
 	$(BIN)/python scripts/bench_tune.py
 
 clean:
-	rm -rf data mlruns mlartifacts mlflow.db outputs
+	rm -rf data mlruns mlartifacts mlflow.db outputs models optuna.db

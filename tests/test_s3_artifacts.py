@@ -9,6 +9,7 @@ boto3 and load the model through the registry, the downloaded folder and MLflow'
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +27,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+
+from nextday.inference.model import _session
 
 BUCKET = "nextday-artifacts"
 PREFIX = "mlartifacts"
@@ -84,7 +87,8 @@ def _stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=15)
     except ProcessLookupError:
         pass
@@ -110,7 +114,6 @@ def _tail(path: Path, chars: int = 4000) -> str:
 
 
 def _nextday(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    t0 = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "nextday", *args],
         env=env,
@@ -122,33 +125,50 @@ def _nextday(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     assert result.returncode == 0, (
         f"`nextday {' '.join(args)}` exited with {result.returncode}:\n{result.stderr[-5000:]}"
     )
-    print(f"TIMING nextday {args[0]}: {time.monotonic() - t0:.1f} s")
     return result
 
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    """moto S3 + mlflow server (artifacts proxied to s3://BUCKET/PREFIX), the quick pipeline
-    and an export run into it, and the production version downloaded by `nextday download`."""
+    """moto S3 + mlflow server (artifacts proxied to s3://BUCKET/PREFIX), the quick pipeline of
+    the normal model and its export run into it, and the production version downloaded."""
     import boto3
 
-    T0 = time.monotonic()
     folder = tmp_path_factory.mktemp("s3-artifacts")
     s3_port, mlflow_port = _free_port(), _free_port()
     endpoint = f"http://127.0.0.1:{s3_port}"
     tracking = f"http://127.0.0.1:{mlflow_port}"
     aws = _aws_env(folder, endpoint)
-    servers: list[subprocess.Popen] = []
+    logs = {"moto": folder / "moto.log", "mlflow": folder / "mlflow-server.log"}
+    servers: dict[str, subprocess.Popen] = {}
     try:
-        log = folder / "moto.log"
-        servers.append(
-            _start(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-                _child_env(aws),
-                log,
-            )
+        # both at once: the MLflow server touches the bucket only when artifacts move
+        servers["moto"] = _start(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+            _child_env(aws),
+            logs["moto"],
         )
-        _wait_until_up(f"{endpoint}/moto-api/", servers[-1], log)
+        servers["mlflow"] = _start(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{folder}/mlflow.db",
+                "--artifacts-destination",
+                f"s3://{BUCKET}/{PREFIX}",
+            ],
+            _child_env(aws),
+            logs["mlflow"],
+        )
+        _wait_until_up(f"{endpoint}/moto-api/", servers["moto"], logs["moto"])
         s3 = boto3.client(
             "s3",
             endpoint_url=endpoint,
@@ -157,51 +177,21 @@ def deployed(tmp_path_factory):
             region_name="us-east-1",
         )
         s3.create_bucket(Bucket=BUCKET)
-
-        log = folder / "mlflow-server.log"
-        servers.append(
-            _start(
-                [
-                    sys.executable,
-                    "-m",
-                    "mlflow",
-                    "server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(mlflow_port),
-                    "--workers",
-                    "1",
-                    "--backend-store-uri",
-                    f"sqlite:///{folder}/mlflow.db",
-                    "--artifacts-destination",
-                    f"s3://{BUCKET}/{PREFIX}",
-                ],
-                _child_env(aws),
-                log,
-            )
-        )
-        _wait_until_up(f"{tracking}/health", servers[-1], log)
-        print(f"TIMING servers up: {time.monotonic() - T0:.1f} s")
+        _wait_until_up(f"{tracking}/health", servers["mlflow"], logs["mlflow"])
 
         root = folder / "root"
         root.mkdir()
         env = _child_env({**aws, "MLFLOW_TRACKING_URI": tracking, "NEXTDAY_ROOT": str(root)})
+        # The steps one by one for the normal model: `main` would also train and calibrate the
+        # earnings model, which this test does not need and which would double its runtime.
         for step in ("prepare", "train", "calibrate"):
             _nextday(env, step, "experiment=quick", "model=normal")
+        # a relaxed gate, so that the version becomes production on this tiny market
         _nextday(env, "export", "experiment=quick", "model=normal", "export.gate.significance=1.0")
         _nextday(env, "download", "experiment=quick", "model=normal", "alias=production")
-        yield {
-            "folder": folder,
-            "root": root,
-            "tracking": tracking,
-            "endpoint": endpoint,
-            "aws": aws,
-            "s3": s3,
-            "server_log": log,
-        }
+        yield {"folder": folder, "root": root, "tracking": tracking, "aws": aws, "s3": s3}
     finally:
-        for process in reversed(servers):
+        for process in reversed(servers.values()):
             _stop(process)
 
 
@@ -222,7 +212,12 @@ def client(deployed, tmp_path, monkeypatch):
     # ModelInference caches downloads under the temp dir: keep them in this test's folder
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert mlflow.get_tracking_uri() == deployed["tracking"]
-    return mlflow.MlflowClient()
+    # The MC graph draws its dropout masks from a seeded generator per ONNX Runtime session,
+    # and ModelInference caches sessions per file: only fresh sessions draw the same masks, so
+    # every comparison below starts from an empty cache.
+    _session.cache_clear()
+    yield mlflow.MlflowClient()
+    _session.cache_clear()
 
 
 def _production(client):
@@ -277,6 +272,14 @@ def test_export_files_are_in_the_bucket(deployed, client):
         (key,) = by_name[name]
         body = deployed["s3"].get_object(Bucket=BUCKET, Key=key)["Body"].read()
         assert hashlib.sha256(body).hexdigest() == digest, key
+    # so is the dataset of the prepare run, and the run records it as its input
+    prepare = client.get_run(metadata["runs"]["prepare"])
+    dataset_key = (
+        f"{PREFIX}/{prepare.info.experiment_id}/{prepare.info.run_id}/artifacts/"
+        "dataset/dataset.parquet"
+    )
+    assert dataset_key in keys
+    assert [d.dataset.name for d in prepare.inputs.dataset_inputs] == ["nextday-dataset"]
     # nothing went to a local artifact folder instead
     assert not (deployed["root"] / "mlartifacts").exists()
     assert not (deployed["folder"] / "mlartifacts").exists()

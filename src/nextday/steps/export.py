@@ -245,6 +245,8 @@ def run_export(cfg: DictConfig) -> str:
         (out / "export_report.md").write_text(report)
         deterministic.to_csv(out / "parity_deterministic.csv", index=False)
         mlflow.log_artifact(str(out / "export_report.md"))
+        mlflow.log_artifact(str(folder / metadata.CARD))
+        mlflow.log_artifact(str(folder / "metadata.json"))
         mlflow.log_artifact(str(out / "parity_deterministic.csv"), "report")
         log.info(
             "export %s: %s version %s (%s); test MAE %.5f vs zero %.5f, coverage %.3f -> run %s",

@@ -134,6 +134,22 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
+def _dataset_source(uri: str):
+    """The dataset's source for its artifact URI. MLflow resolves file:/ s3:/ gs:/ ... URIs,
+    but has no source for mlflow-artifacts:/ (a tracking server that proxies artifacts): that
+    one is recorded as the server's HTTP URL for the same file."""
+    if not uri.startswith("mlflow-artifacts:"):
+        return resolve_dataset_source(uri)
+    from urllib.parse import urlparse
+
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    parsed = urlparse(uri)
+    base = f"http://{parsed.netloc}" if parsed.netloc else mlflow.get_tracking_uri()
+    path = parsed.path.lstrip("/")
+    return HTTPDatasetSource(f"{base.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{path}")
+
+
 def _log_dataset(build, out: Path) -> None:
     path = out / DATASET_ARTIFACT
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +160,7 @@ def _log_dataset(build, out: Path) -> None:
     with warnings.catch_warnings():
         # a local artifact URI matches two equivalent source types; MLflow picks either
         warnings.filterwarnings("ignore", message="The specified dataset source")
-        source = resolve_dataset_source(mlflow.get_artifact_uri(DATASET_ARTIFACT))
+        source = _dataset_source(mlflow.get_artifact_uri(DATASET_ARTIFACT))
     schema = infer_signature(build.dataset.head(1000)).inputs
     dataset = MetaDataset(source, name="nextday-dataset", digest=digest, schema=schema)
     mlflow.log_input(dataset, context="prepare")
