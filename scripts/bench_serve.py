@@ -320,7 +320,7 @@ class Case:
     slow: bool = False  # fewer calls are enough (Keras MC and predict)
 
 
-def cases(inputs: Inputs, passes: int, seed: int, cuda: bool) -> list[Case]:
+def cases(inputs: Inputs, passes: int, seed: int, cuda: bool, notes: list[str]) -> list[Case]:
     import onnxruntime as ort
 
     from nextday.inference.model import ModelInference
@@ -346,10 +346,18 @@ def cases(inputs: Inputs, passes: int, seed: int, cuda: bool) -> list[Case]:
         out.append(
             Case(f"mi_mc{passes}{suffix}", lambda x, m=inference: lambda: m.predict_batch(x))
         )
-        out.append(Case(f"mi_row{suffix}", lambda x, m=inference: lambda: m.predict(x[0]), (1,)))
+        out.append(
+            Case(
+                f"mi_row{suffix}", lambda x, m=inference: lambda: m.predict(x[0].reshape(-1)), (1,)
+            )
+        )
     if cuda:
         for tag, half in (("cuda", False), ("cuda_fp16", True)):
             inference = ModelInference(folder, device="cuda", float16=half)
+            notes.append(
+                f"mi_{tag}_mc{passes}: ModelInference(device='cuda', float16={half}) on "
+                f"{inference.file.name}, session providers {inference.session.get_providers()}"
+            )
             out.append(
                 Case(f"mi_{tag}_mc{passes}", lambda x, m=inference: lambda: m.predict_batch(x))
             )
@@ -497,7 +505,7 @@ def main() -> None:
                 )
                 print("note: " + notes[-1], flush=True)
             rss1 = _status()["VmRSS"]
-            all_cases = cases(inputs, passes, seed, cuda)
+            all_cases = cases(inputs, passes, seed, cuda, notes)
             notes.append(
                 f"resident after loading: Keras model, TF and the rows +{loaded_mb:.0f} MB, "
                 f"ONNX Runtime sessions +{(_status()['VmRSS'] - rss1) / 1024:.0f} MB "
@@ -555,12 +563,13 @@ def main() -> None:
     table = table.sort_values(["batch", "order"], kind="stable").drop(columns="order")
     table = table.reset_index(drop=True)
     goal_lines, ratios = goals(table, passes)
+    tiled = ", tiled" if inputs.test_rows < max(args.batches) else ""
     header = [
         f"# Serving latency: {model_uri} (export run {run.info.run_id})",
         "",
-        f"Machine: {machine()}; onnxruntime {ort.__version__}, mlflow {mlflow.__version__}, "
-        f"python {platform.python_version()}. Rows: the {inputs.test_rows:,} test rows of the "
-        f"prepared dataset{', tiled' if inputs.test_rows < max(args.batches) else ''}; "
+        f"Machine: {machine()}; onnxruntime {ort.__version__} ({', '.join(providers)}), "
+        f"mlflow {mlflow.__version__}, python {platform.python_version()}. Rows: the "
+        f"{inputs.test_rows:,} test rows of the prepared dataset{tiled}; "
         f"MC graph: {passes} passes. Load average (1 min) at start {load_start:.2f}, at end "
         f"{os.getloadavg()[0]:.2f}: other processes on the machine share its cores.",
         "",
@@ -572,8 +581,8 @@ def main() -> None:
         f"mi_mc{passes}: ModelInference(device='cpu').predict_batch(x) (calibrated MC graph, "
         "as served), ORT default threads; *_t1: threads=1; mi_row: ModelInference.predict(row); "
         f"http_mc{passes}: POST /invocations to mlflow models serve. rows_per_s: rows answered "
-        "per second of timed calls (one call at a time); p50/p99 over `calls` timed calls "
-        f"after {args.warmup} warm-up calls.",
+        "per second of timed calls (one call at a time); p50/p99 over the timed calls (counts in "
+        f"the notes) after {args.warmup} warm-up calls.",
     ]
     calls = ", ".join(f"{r.method} b{r.batch}: {r.calls}" for r in table.itertuples())
     report = "\n".join(
