@@ -128,10 +128,15 @@ def test_download_verifies_checksums_and_keeps_a_good_copy(store):
     stored = list(root.glob(f"mlartifacts/**/{meta['files']['mc']}"))
     stored = [p for p in stored if "v2" in p.name]
     assert stored, source
-    for p in stored:
-        p.write_bytes(p.read_bytes() + b"tampered")
-    with pytest.raises(ChecksumError, match="mlp_normal_v2.onnx"):
-        run_download(cfg("version=2"))
+    originals = {p: p.read_bytes() for p in stored}
+    try:
+        for p, content in originals.items():
+            p.write_bytes(content + b"tampered")
+        with pytest.raises(ChecksumError, match="mlp_normal_v2.onnx"):
+            run_download(cfg("version=2"))
+    finally:  # later tests serve this version
+        for p, content in originals.items():
+            p.write_bytes(content)
     assert ModelInference(path).version == "2"
 
 
