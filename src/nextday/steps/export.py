@@ -79,6 +79,33 @@ def _float16_error(folder: Path, files: dict[str, str], x: np.ndarray) -> dict[s
     return out
 
 
+def _check_parity(keras_model, spec, folder, files, test_x, passes, seed, settings):
+    """Deterministic and MC parity with Keras, and the float16 error: (the deterministic
+    table, the MC result, whether MC parity holds, metrics)."""
+    from nextday.export.graphs import network_of
+
+    cases = parity.edge_cases(test_x, network_of(keras_model, spec), seed)
+    table = parity.deterministic(keras_model, _session(folder / files["deterministic"]), cases)
+    metrics = {
+        "parity_max_abs_diff": float(table["max_abs_diff"].max()),
+        "parity_test_max_abs_diff": float(table["max_abs_diff"].iloc[0]),
+    }
+    mc_result = parity.mc(
+        keras_model,
+        _session(folder / files["mc_optimized"]),
+        test_x[: int(settings.mc_rows)],
+        passes,
+        int(settings.mc_calls),
+        seed,
+    )
+    metrics.update(prefixed(mc_result, "parity_mc"))
+    mc_ok = parity.mc_passes(
+        mc_result, float(settings.mc_max_share_z_above_4), tuple(settings.mc_spread_band)
+    )
+    metrics.update(_float16_error(folder, files, test_x))
+    return table, mc_result, mc_ok, metrics
+
+
 def find_calibrate_run(model: str, run_id: str | None):
     return find_input_run(
         "calibrate",
@@ -126,32 +153,11 @@ def run_export(cfg: DictConfig) -> str:
         files = write_onnx(keras_model, spec, calibration, folder, version, passes, seed, opset)
         metrics: dict[str, float] = {"convert_seconds": time.perf_counter() - t0}
 
-        # parity with Keras
-        from nextday.export.graphs import network_of
-
+        table, mc_parity, mc_ok, parity_metrics = _check_parity(
+            keras_model, spec, folder, files, data.judged["test"].x, passes, seed, settings.parity
+        )
+        metrics.update(parity_metrics)
         test, val = data.judged["test"], data.judged["val"]
-        cases = parity.edge_cases(test.x, network_of(keras_model, spec), seed)
-        deterministic = parity.deterministic(
-            keras_model, _session(folder / files["deterministic"]), cases
-        )
-        metrics["parity_max_abs_diff"] = float(deterministic["max_abs_diff"].max())
-        metrics["parity_test_max_abs_diff"] = float(deterministic["max_abs_diff"].iloc[0])
-        mc_rows = test.x[: int(settings.parity.mc_rows)]
-        mc_parity = parity.mc(
-            keras_model,
-            _session(folder / files["mc_optimized"]),
-            mc_rows,
-            passes,
-            int(settings.parity.mc_calls),
-            seed,
-        )
-        metrics.update(prefixed(mc_parity, "parity_mc"))
-        mc_ok = parity.mc_passes(
-            mc_parity,
-            float(settings.parity.mc_max_share_z_above_4),
-            tuple(settings.parity.mc_spread_band),
-        )
-        metrics.update(_float16_error(folder, files, test.x))
 
         # the served output, judged
         session = _session(folder / files["mc_optimized"])
@@ -237,13 +243,13 @@ def run_export(cfg: DictConfig) -> str:
             registered,
             version_obj.version,
             metrics,
-            deterministic,
+            table,
             mc_parity,
             checks,
             decision,
         )
         (out / "export_report.md").write_text(report)
-        deterministic.to_csv(out / "parity_deterministic.csv", index=False)
+        table.to_csv(out / "parity_deterministic.csv", index=False)
         mlflow.log_artifact(str(out / "export_report.md"))
         mlflow.log_artifact(str(folder / metadata.CARD))
         mlflow.log_artifact(str(folder / "metadata.json"))
