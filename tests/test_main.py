@@ -15,7 +15,7 @@ def test_main_chains_every_step_and_registers_both_models(root):
         "prepare",
         *(
             f"{step}.{model}"
-            for step in ("train", "calibrate", "export")
+            for step in ("train", "calibrate", "export", "backtest")
             for model in ("normal", "earnings")
         ),
     }
@@ -30,3 +30,6 @@ def test_main_chains_every_step_and_registers_both_models(root):
         assert version.run_id == export.info.run_id
         # promoted or not, the decision and its reasons are on the version
         assert version.tags["nextday.gate"]
+        backtest = client.get_run(runs[f"backtest.{model}"])
+        assert backtest.data.tags["nextday.backtest.model"] == f"runs:/{export.info.run_id}/model"
+        assert "bt_mae" in backtest.data.metrics

@@ -16,6 +16,7 @@ steps:
   tune      an Optuna study (trials as nested MLflow runs), then the best config retrained
   calibrate MC-dropout intervals made to hold (scale model + conformal) for a trained model
   export    ONNX graphs checked against Keras, a registered version, promoted if the gate passes
+  backtest  walk-forward over the val+test days: forecasts, a long-short strategy, regimes
   main      run the whole chain, each step as its own MLflow run
   promote   make a registered version production: promote model=normal version=3
   rollback  production back to the previous version (or version=N)
@@ -33,6 +34,7 @@ STEPS_TAKING_OVERRIDES = ("main", "tune")
 
 
 def _steps():
+    from nextday.steps.backtest import run_backtest
     from nextday.steps.calibrate import run_calibrate
     from nextday.steps.export import run_export
     from nextday.steps.main import run_main
@@ -47,6 +49,7 @@ def _steps():
         "tune": run_tune,
         "calibrate": run_calibrate,
         "export": run_export,
+        "backtest": run_backtest,
         "main": run_main,
         "promote": run_promote,
         "rollback": run_rollback,

@@ -65,6 +65,19 @@ def load_model_run(run, folder: Path):
     return keras.models.load_model(Path(path) / Path(CHECKPOINT_ARTIFACT).name), spec
 
 
+def scale_feature_names(spec: ModelSpec, settings) -> list[str]:
+    """The scale model's features for `spec` (the earnings model adds its own)."""
+    names = list(settings.scale_features)
+    if spec.name == "earnings":
+        names += list(settings.scale_features_earnings)
+    missing = [f for f in names if f not in spec.features]
+    if missing:
+        raise ValueError(
+            f"calibrate.scale_features {missing} are not inputs of the {spec.name} model"
+        )
+    return names
+
+
 def run_calibrate(cfg: DictConfig) -> str:
     from nextday.models.data import arrange
     from nextday.uncertainty.calibration import adaptive_coverage, calibrate
@@ -79,14 +92,7 @@ def run_calibrate(cfg: DictConfig) -> str:
         prepared = load_prepared(prepare_id, out / "inputs")
         model, spec = load_model_run(model_run, out / "model")
         data = arrange(spec, prepared.dataset, prepared.truth)
-        scale_names = list(settings.scale_features)
-        if spec.name == "earnings":
-            scale_names += list(settings.scale_features_earnings)
-        missing = [f for f in scale_names if f not in spec.features]
-        if missing:
-            raise ValueError(
-                f"calibrate.scale_features {missing} are not inputs of the {spec.name} model"
-            )
+        scale_names = scale_feature_names(spec, settings)
         columns = [spec.features.index(f) for f in scale_names]
         vol_column = spec.features.index("vol_20d")
         passes, seed, level = int(settings.passes), int(settings.seed), float(settings.level)

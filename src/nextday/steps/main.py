@@ -1,7 +1,7 @@
 """`main`: the whole chain, each step as its own (child) MLflow run, linked to its inputs.
 
-Today: prepare, then train, calibrate and export (register, promote if the gate passes) for
-both models (normal, then earnings). Backtest joins when it lands.
+Prepare, then for both models (normal, then earnings): train, calibrate, export (register,
+promote if the gate passes) and backtest the exported version.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from nextday.config import compose
+from nextday.steps.backtest import run_backtest
 from nextday.steps.calibrate import run_calibrate
 from nextday.steps.export import run_export
 from nextday.steps.prepare import run_prepare
@@ -49,6 +50,15 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
                 ]
             )
             runs[f"export.{model}"] = run_export(export_cfg)
+            # the version just exported, promoted or not: its walk-forward record
+            backtest_cfg = compose(
+                [
+                    *overrides,
+                    f"model={model}",
+                    f"backtest.model=runs:/{runs[f'export.{model}']}/model",
+                ]
+            )
+            runs[f"backtest.{model}"] = run_backtest(backtest_cfg)
         mlflow.set_tags({f"nextday.run.{step}": run_id for step, run_id in runs.items()})
         log.info("main: %s (parent run %s)", runs, parent.info.run_id)
         return runs

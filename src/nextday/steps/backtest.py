@@ -1,0 +1,415 @@
+"""`backtest`: walk-forward predictions with no future data, judged as forecasts and as a
+long-short strategy beside the baselines and the market, broken down by regime.
+
+Reads a registered version or alias, or a run's model (`backtest.model`), and the prepare run
+it was trained from. Writes `bt_*` metrics, PNG plots, the daily series (Parquet), the
+predictions (Parquet; optionally into the store's `model_predictions`), and `backtest.html`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from nextday.backtest import breakdowns, guard, report, strategy, walkforward
+from nextday.evaluation.intervals import interval_metrics
+from nextday.evaluation.metrics import daily_ic, point_metrics, prefixed
+from nextday.export import registry
+from nextday.models.spec import ModelSpec, model_spec
+from nextday.steps.inputs import load_prepared
+from nextday.tracking import INPUT_TAG, MODEL_TAG, STEP_TAG, artifact_dir, step_run
+
+log = logging.getLogger(__name__)
+
+
+def model_uri(cfg: DictConfig, name: str) -> str:
+    """backtest.model, else the production version, else the newest export run's model."""
+    if cfg.backtest.model:
+        return str(cfg.backtest.model)
+    client = mlflow.MlflowClient()
+    registered = registry.registered_name(str(cfg.export.registered_model_prefix), name)
+    if registry.version_by_alias(client, registered, registry.PRODUCTION) is not None:
+        return f"models:/{registered}@{registry.PRODUCTION}"
+    runs = client.search_runs(
+        [mlflow.active_run().info.experiment_id],
+        f"tags.`{STEP_TAG}` = 'export' and tags.`{MODEL_TAG}` = '{name}' "
+        "and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise ValueError(
+            f"no model to backtest: {registered} has no production version and no export run "
+            f"of model={name} exists; run `python -m nextday export model={name}` or pass "
+            "backtest.model=<models:/ or runs:/ URI>"
+        )
+    log.info("backtest: %s has no production version; using the newest export", registered)
+    return f"runs:/{runs[0].info.run_id}/model"
+
+
+def _spec(metadata: dict) -> ModelSpec:
+    values = metadata["hyperparameters"]
+    return ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def run_backtest(cfg: DictConfig) -> str:
+    from nextday.inference.model import ModelInference
+    from nextday.models.data import arrange
+
+    settings = cfg.backtest
+    name = model_spec(cfg).name
+    with step_run(cfg, "backtest", model=name) as run, artifact_dir(cfg) as out:
+        started = time.perf_counter()
+        uri = model_uri(cfg, name)
+        inference = ModelInference(uri, device="cpu")
+        spec = _spec(inference.metadata)
+        if spec.name != name:
+            raise ValueError(f"{uri} is a {spec.name} model, not model={name}")
+        prepare_id = cfg.inputs.get("prepare_run_id") or inference.metadata["runs"]["prepare"]
+        mlflow.set_tags(
+            {
+                f"{INPUT_TAG}prepare": prepare_id,
+                "nextday.backtest.model": uri,
+                "nextday.backtest.version": str(inference.version),
+                "nextday.backtest.mode": str(settings.mode),
+            }
+        )
+        prepared = load_prepared(prepare_id, out / "inputs")
+        dataset = prepared.dataset
+        data = arrange(spec, dataset, prepared.truth)
+        segments = list(settings.segments)
+        period = np.sort(dataset.loc[dataset["split"].isin(segments), "date"].unique())
+        if len(period) == 0:
+            raise ValueError(f"backtest.segments={segments} hold no dates")
+
+        if settings.mode == "fixed":
+            train_end = dataset.loc[dataset["split"] == "train", "date"].max()
+            guard.check_window(train_end, period[0], f"{uri} (trained on the train segment)")
+            result = walkforward.fixed(inference, data, segments, _baselines(cfg, spec, data))
+        elif settings.mode == "refit":
+            result = walkforward.refit(spec, cfg, dataset, prepared.truth, period, out / "folds")
+        else:
+            raise ValueError(f"backtest.mode={settings.mode!r}: expected fixed or refit")
+        rows = result.rows.merge(
+            dataset[["symbol", "date", "vol_20d", "eps_surprise"]],
+            on=["symbol", "date"],
+            how="left",
+        )
+        checks = _point_in_time(cfg, spec, rows, dataset)
+        predict_seconds = time.perf_counter() - started
+
+        realized = strategy.realized_returns(dataset, str(settings.execution))
+        realized = pd.Series(realized, index=pd.MultiIndex.from_frame(dataset[["symbol", "date"]]))
+        rows["realized"] = realized.reindex(
+            pd.MultiIndex.from_frame(rows[["symbol", "date"]])
+        ).to_numpy()
+        signals = {"model": rows["prediction"].to_numpy(), **result.signals}
+        if "true_mean" in rows and rows["true_mean"].notna().all():
+            signals["oracle"] = rows["true_mean"].to_numpy()
+        books = {
+            label: strategy.long_short(
+                rows["symbol"], rows["date"], signal, rows["realized"].to_numpy(),
+                float(settings.quantile), float(settings.cost_bps),
+            )
+            for label, signal in signals.items()
+        }  # fmt: skip
+        market = strategy.equal_weight(rows["date"], rows["realized"].to_numpy())
+
+        metrics = _metrics(rows, books, market, float(settings.level))
+        for label, signal in result.signals.items():
+            metrics.update(
+                prefixed(
+                    point_metrics(signal, rows["label"].to_numpy(), rows["date"].to_numpy()),
+                    f"bt_baseline_{label}",
+                )
+            )
+        regimes = _regimes(cfg, dataset, prepare_id, out)
+        rows = rows.merge(regimes, on="date", how="left")
+        daily = _daily(rows, books["model"], market, int(settings.rolling_days))
+        tables = _breakdowns(rows, books["model"], spec)
+        leak = metrics["bt_strategy_sharpe"] > float(settings.leak_sharpe)
+        metrics["bt_leak_flag"] = float(leak)
+        metrics["bt_days"] = float(len(period))
+        metrics["bt_seconds"] = time.perf_counter() - started
+        metrics["bt_predict_seconds"] = predict_seconds
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+
+        folder = out / "backtest"
+        folder.mkdir(exist_ok=True)
+        rows.to_parquet(folder / "predictions.parquet", index=False)
+        daily.to_parquet(folder / "daily.parquet")
+        equity = {k: v["net"] for k, v in books.items()} | {"market": market}
+        paths = report.plots(daily, equity, folder, float(settings.level))
+        paths["regimes"] = report.table_png(
+            tables["market regime"], folder / "regimes.png", "By market regime"
+        )
+        html = _html(
+            spec,
+            uri,
+            inference,
+            settings,
+            metrics,
+            books,
+            market,
+            tables,
+            checks,
+            result,
+            paths,
+            leak,
+        )
+        (folder / "backtest.html").write_text(html)
+        mlflow.log_artifacts(str(folder), "backtest")
+        if settings.write_predictions:
+            _write_predictions(cfg, rows, inference)
+        log.info(
+            "backtest %s (%s, %d days): MAE %.5f vs zero %.5f, IC %.4f, coverage %.3f, "
+            "strategy Sharpe %.2f after costs%s -> run %s",
+            name, settings.mode, len(period), metrics["bt_mae"], metrics["bt_baseline_zero_mae"],
+            metrics["bt_ic"], metrics["bt_coverage_80"], metrics["bt_strategy_sharpe"],
+            " (LIKELY LEAK: Sharpe above the limit)" if leak else "", run.info.run_id,
+        )  # fmt: skip
+        return run.info.run_id
+
+
+def _baselines(cfg, spec, data):
+    """Linear and tree baselines fitted on the model's training rows (sampled if many)."""
+    from nextday.models.baselines import Baselines
+
+    x, y, weight = data.train_flat, data.train.y.astype(np.float64), data.train.weight
+    limit = int(cfg.backtest.max_baseline_rows)
+    if len(x) > limit:
+        take = np.sort(np.random.default_rng(spec.seed).choice(len(x), limit, replace=False))
+        x, y, weight = x[take], y[take], weight[take]
+    tree = dict(cfg.train.baselines.tree)
+    return Baselines(float(cfg.train.baselines.ridge_alpha), tree, seed=spec.seed).fit(x, y, weight)
+
+
+def _point_in_time(cfg, spec, rows: pd.DataFrame, dataset: pd.DataFrame) -> pd.DataFrame:
+    """The leak guard on sampled dates, against the raw data in the store."""
+    from nextday.data.store import Store
+
+    dates = np.sort(rows["date"].unique())
+    picks = dates[np.linspace(0, len(dates) - 1, int(cfg.backtest.guard.dates)).astype(int)]
+    symbols = list(rows["symbol"].unique())
+    store = Store(str(cfg.store.url))
+    last = pd.Timestamp(picks.max())
+    ohlcv = store.read("ohlcv", "ts <= :last", {"last": last.to_pydatetime()})
+    ohlcv = ohlcv[ohlcv["symbol"].isin(set(dataset["symbol"].unique()))]
+    earnings = store.read("earnings")
+    earnings = earnings[earnings["symbol"].isin(set(dataset["symbol"].unique()))]
+    used = dataset[dataset["symbol"].isin(symbols)]
+    return guard.point_in_time(
+        used, list(spec.features), ohlcv, earnings, picks, int(cfg.features.max_days_since_earnings)
+    )
+
+
+def _metrics(rows, books, market, level: float) -> dict[str, float]:
+    y, dates = rows["label"].to_numpy(), rows["date"].to_numpy()
+    out = prefixed(point_metrics(rows["prediction"].to_numpy(), y, dates), "bt")
+    out.update(prefixed(point_metrics(np.zeros_like(y), y, dates), "bt_baseline_zero"))
+    if "true_mean" in rows and rows["true_mean"].notna().all():
+        out.update(prefixed(point_metrics(rows["true_mean"].to_numpy(), y, dates), "bt_oracle"))
+    ic = daily_ic(rows["prediction"].to_numpy(), y, dates)
+    out["bt_icir"] = float(ic.mean() / ic.std()) if len(ic) > 1 and ic.std() > 0 else np.nan
+    tag = round(level * 100)
+    out.update(
+        {
+            f"bt_{k}": v
+            for k, v in interval_metrics(
+                rows["p10"].to_numpy(), rows["p90"].to_numpy(), y, level
+            ).items()
+        }
+    )
+    out.setdefault(f"bt_coverage_{tag}", np.nan)
+    for label, book in books.items():
+        prefix = "bt_strategy" if label == "model" else f"bt_{label}_strategy"
+        out.update(prefixed(strategy.summary(book["net"], book["turnover"]), prefix))
+        out[f"{prefix}_gross_sharpe"] = strategy.summary(book["gross"]).get("sharpe", np.nan)
+    out.update(prefixed(strategy.summary(market), "bt_market"))
+    return out
+
+
+def _regimes(cfg, dataset: pd.DataFrame, prepare_id: str, out: Path) -> pd.DataFrame:
+    """Per date: the market regime from trailing return and volatility, and on synthetic
+    data the generator's true regime."""
+    settings = cfg.backtest.regime
+    market_return = dataset.groupby("date")["mkt_ret_1d"].first()
+    frame = (
+        breakdowns.market_regimes(market_return, int(settings.window), float(settings.threshold))
+        .rename("market_regime")
+        .reset_index()
+    )
+    frame.columns = ["date", "market_regime"]
+    names = {f.path for f in mlflow.MlflowClient().list_artifacts(prepare_id, "reports")}
+    if "reports/regimes.csv" in names:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=prepare_id, artifact_path="reports/regimes.csv", dst_path=str(out / "inputs")
+        )
+        true = pd.read_csv(path, parse_dates=["ts"]).rename(
+            columns={"ts": "date", "regime": "true_regime"}
+        )
+        true["date"] = true["date"].astype(frame["date"].dtype)
+        frame = frame.merge(true, on="date", how="left")
+    return frame
+
+
+def _daily(rows, book, market, window: int) -> pd.DataFrame:
+    rows = rows.assign(
+        abs_error=(rows["prediction"] - rows["label"]).abs(),
+        abs_zero=rows["label"].abs(),
+        inside=((rows["p10"] <= rows["label"]) & (rows["label"] <= rows["p90"])).astype(float),
+    )
+    grouped = rows.groupby("date")
+    daily = pd.DataFrame(
+        {
+            "rows": grouped.size(),
+            "mae": grouped["abs_error"].mean(),
+            "zero_mae": grouped["abs_zero"].mean(),
+            "coverage": grouped["inside"].mean(),
+        }
+    )
+    daily["ic"] = daily_ic(
+        rows["prediction"].to_numpy(), rows["label"].to_numpy(), rows["date"].to_numpy()
+    )
+    daily["cumulative_mae"] = daily["mae"].expanding().mean()
+    daily["cumulative_ic"] = daily["ic"].expanding().mean()
+    daily["rolling_mae"] = daily["mae"].rolling(window, min_periods=1).mean()
+    daily["rolling_zero_mae"] = daily["zero_mae"].rolling(window, min_periods=1).mean()
+    daily["rolling_ic"] = daily["ic"].rolling(window, min_periods=1).mean()
+    daily["rolling_coverage"] = daily["coverage"].rolling(window, min_periods=1).mean()
+    daily = daily.join(book.add_prefix("strategy_"), how="left")
+    daily["market"] = market
+    daily["strategy_drawdown"] = strategy.drawdown(daily["strategy_net"].fillna(0.0))
+    regimes = grouped[[c for c in ("market_regime", "true_regime") if c in rows]].first()
+    return daily.join(regimes)
+
+
+def _breakdowns(rows, book, spec) -> dict[str, pd.DataFrame]:
+    tables = {"market regime": breakdowns.table(rows, "market_regime")}
+    sharpe = {
+        regime: strategy.summary(book["net"].reindex(dates.unique())).get("sharpe", np.nan)
+        for regime, dates in rows.groupby("market_regime")["date"]
+    }
+    tables["market regime"]["strategy_sharpe"] = tables["market regime"]["market_regime"].map(
+        sharpe
+    )
+    if "true_regime" in rows and rows["true_regime"].notna().any():
+        tables["true regime (synthetic)"] = breakdowns.table(rows, "true_regime")
+    rows = rows.assign(vol_bucket=breakdowns.volatility_buckets(rows["vol_20d"].to_numpy()))
+    tables["20-day volatility quintile"] = breakdowns.table(rows, "vol_bucket")
+    if spec.name == "earnings":
+        rows = rows.assign(surprise=breakdowns.surprise_buckets(rows["eps_surprise"].to_numpy()))
+        tables["EPS surprise"] = breakdowns.table(rows, "surprise")
+    return tables
+
+
+def _trading_table(books, market) -> pd.DataFrame:
+    table = []
+    for label, book in books.items():
+        table.append({"signal": label, **strategy.summary(book["net"], book["turnover"])})
+    table.append({"signal": "market (equal weight, long only)", **strategy.summary(market)})
+    return pd.DataFrame(table).drop(columns="days")
+
+
+def _forecast_table(metrics: dict) -> pd.DataFrame:
+    out = []
+    labels = [("model", "bt"), ("zero", "bt_baseline_zero"), ("linear", "bt_baseline_linear")]
+    labels += [("tree", "bt_baseline_tree"), ("oracle", "bt_oracle")]
+    for label, prefix in labels:
+        if f"{prefix}_mae" in metrics:
+            out.append(
+                {
+                    "forecast": label,
+                    **{
+                        m: metrics.get(f"{prefix}_{m}", np.nan)
+                        for m in ("mae", "rmse", "dir_acc", "ic", "skill")
+                    },
+                }
+            )
+    return pd.DataFrame(out)
+
+
+def _html(
+    spec, uri, inference, settings, metrics, books, market, tables, checks, result, paths, leak
+) -> str:
+    beats = metrics["bt_mae"] < metrics["bt_baseline_zero_mae"]
+    verdict = [
+        f"{spec.name} model ({spec.arch}), {uri} (version {inference.version}), mode "
+        f"<b>{settings.mode}</b>, {int(metrics['bt_days'])} trading days, execution "
+        f"{settings.execution}, costs {settings.cost_bps} bp per side.",
+        f"MAE {metrics['bt_mae']:.5f} vs the zero predictor's {metrics['bt_baseline_zero_mae']:.5f}: "
+        + (
+            "the model is more accurate."
+            if beats
+            else "<b>the model does not beat the zero predictor.</b>"
+        ),
+        f"IC {metrics['bt_ic']:.4f} (ICIR {metrics['bt_icir']:.3f}); coverage of the 80% interval "
+        f"{metrics['bt_coverage_80']:.3f}.",
+        f"Long-short Sharpe after costs {metrics['bt_strategy_sharpe']:.2f} "
+        f"(before costs {metrics['bt_strategy_gross_sharpe']:.2f}); the market's "
+        f"{metrics.get('bt_market_sharpe', float('nan')):.2f}.",
+    ]
+    if leak:
+        verdict.append(
+            f"<span class='warn'>A Sharpe above {settings.leak_sharpe} after costs on daily "
+            "equity returns is not credible: treat this as a likely leak until shown otherwise.</span>"
+        )
+    sections = {
+        "Verdict": verdict,
+        "Forecasts": ["Every forecast on the same rows, day by day.", _forecast_table(metrics)],
+        "Trading view": [
+            f"Each day: long the top {settings.quantile:.0%} and short the bottom "
+            f"{settings.quantile:.0%} of the signal, equal weight; the baselines' signals and "
+            "the oracle (on synthetic data) trade the same way.",
+            _trading_table(books, market),
+            paths["equity"],
+        ],
+        "Over time": [paths["rolling"], paths["coverage"]],
+        "By market regime": [
+            f"Regime from the market's trailing {settings.regime.window}-day return over its "
+            f"volatility (threshold {settings.regime.threshold}).",
+            tables["market regime"],
+            *([tables["true regime (synthetic)"]] if "true regime (synthetic)" in tables else []),
+        ],
+        "By volatility": [tables["20-day volatility quintile"]],
+    }
+    if "EPS surprise" in tables:
+        sections["By earnings surprise"] = [tables["EPS surprise"]]
+    sections["Leak guard"] = [
+        "Features recomputed from the raw data as they stood at each sampled close: identical "
+        "(a difference fails the run).",
+        checks,
+    ]
+    if result.folds is not None:
+        sections["Refit folds"] = [result.folds]
+    return report.render(f"Backtest: {spec.name} model", sections)
+
+
+def _write_predictions(cfg, rows: pd.DataFrame, inference) -> None:
+    from nextday.data.store import Store
+
+    frame = pd.DataFrame(
+        {
+            "symbol": rows["symbol"],
+            "ts": rows["date"],
+            "model_name": inference.name,
+            "model_version": str(inference.version),
+            "predicted": rows["prediction"],
+            "sigma": rows["sigma"],
+            "p10": rows["p10"],
+            "p50": rows["p50"],
+            "p90": rows["p90"],
+            "actual": rows["label"],
+            "error": rows["prediction"] - rows["label"],
+            "latency_ms": np.nan,
+            "created_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
+        }
+    )
+    written = Store(str(cfg.store.url)).upsert("model_predictions", frame)
+    log.info("backtest: %d predictions upserted into model_predictions", written)

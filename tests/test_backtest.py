@@ -1,0 +1,172 @@
+"""backtest: the strategy against a hand computation, the leak guard against a planted leak,
+refit folds that never see their future, and the report on the quick preset."""
+
+from __future__ import annotations
+
+import io
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from nextday.backtest import guard, strategy, walkforward
+from nextday.backtest.breakdowns import market_regimes, surprise_buckets
+from nextday.config import compose
+from nextday.data.store import Store
+from nextday.steps.backtest import run_backtest
+from nextday.steps.calibrate import run_calibrate
+from nextday.steps.export import run_export
+from nextday.steps.inputs import load_prepared
+from nextday.steps.prepare import run_prepare
+from nextday.steps.train import run_train
+
+
+def test_long_short_returns_match_a_hand_computation():
+    # two days, four names, quantile 0.25: one long (highest signal), one short (lowest)
+    symbols = ["A", "B", "C", "D"] * 2
+    dates = np.repeat(pd.to_datetime(["2024-01-02", "2024-01-03"]), 4)
+    signal = np.array([0.3, 0.1, -0.2, 0.0, -0.5, 0.2, 0.4, 0.1])
+    realized = np.array([0.02, 0.01, -0.03, 0.00, 0.01, -0.02, 0.05, 0.00])
+    daily = strategy.long_short(symbols, dates, signal, realized, quantile=0.25, cost_bps=10)
+    # day 1: long A (+0.02), short C (-(-0.03)); the first book trades |1| + |-1| = 2
+    assert daily["gross"].iloc[0] == pytest.approx(0.02 + 0.03)
+    assert daily["turnover"].iloc[0] == pytest.approx(2.0)
+    assert daily["net"].iloc[0] == pytest.approx(0.05 - 2 * 10e-4)
+    # day 2: long C (+0.05), short A (-0.01): A goes +1 -> -1, C -1 -> +1: turnover 4
+    assert daily["gross"].iloc[1] == pytest.approx(0.05 - 0.01)
+    assert daily["turnover"].iloc[1] == pytest.approx(4.0)
+    assert daily["net"].iloc[1] == pytest.approx(0.04 - 4 * 10e-4)
+    summary = strategy.summary(daily["net"], daily["turnover"])
+    assert summary["hit_rate"] == 1.0 and summary["max_drawdown"] == 0.0
+    assert summary["turnover"] == pytest.approx(3.0)
+
+
+def test_execution_timing_uses_the_next_open_or_close():
+    frame = pd.DataFrame(
+        {
+            "symbol": ["A"] * 4,
+            "date": pd.date_range("2024-01-01", periods=4),
+            "close": [100.0, 110.0, 99.0, 104.0],
+            "open": [100.0, 105.0, 100.0, 102.0],
+        }
+    )
+    frame["label"] = frame["close"].shift(-1) / frame["close"] - 1
+    frame["overnight_gap"] = frame["open"] / frame["close"].shift(1) - 1
+    next_open = strategy.realized_returns(frame, "next_open")
+    next_close = strategy.realized_returns(frame, "next_close")
+    assert next_open[0] == pytest.approx(100.0 / 105.0 - 1)  # open day 2 -> open day 3
+    assert next_close[0] == pytest.approx(99.0 / 110.0 - 1)  # close day 2 -> close day 3
+    assert np.isnan(next_open[-2]) and np.isnan(next_close[-1])
+    with pytest.raises(ValueError, match="execution"):
+        strategy.realized_returns(frame, "same_close")
+
+
+def test_regimes_and_surprise_buckets():
+    up = pd.Series(0.01, index=pd.date_range("2024-01-01", periods=80))
+    up.iloc[::3] = -0.004
+    regime = market_regimes(up, window=20, threshold=0.5)
+    assert (regime.iloc[:19] == "warm-up").all() and (regime.iloc[30:] == "bull").all()
+    assert (market_regimes(-up, 20, 0.5).iloc[30:] == "bear").all()
+    assert list(surprise_buckets(np.array([0.0, 0.01, 0.2, -0.01, -0.3]))) == [
+        "in line", "beat small", "beat large", "miss small", "miss large",
+    ]  # fmt: skip
+
+
+def test_refit_windows_end_an_embargo_before_their_fold():
+    dates = pd.bdate_range("2024-01-01", periods=120)
+    dataset = pd.DataFrame({"date": np.repeat(dates, 2), "symbol": ["A", "B"] * 120})
+    for start in (60, 90):
+        fold = dates[start : start + 30].to_numpy()
+        split = walkforward._relabel(dataset, fold, embargo=2, val_fraction=0.2)
+        seen = dataset.loc[split.isin(["train", "val"]), "date"]
+        assert seen.max() < fold[0] and seen.max() == dates[start - 3]
+        assert (
+            dataset.loc[split == "val", "date"].min() > dataset.loc[split == "train", "date"].max()
+        )
+        assert set(dataset.loc[split == "test", "date"]) == set(fold)
+        assert (split[dataset["date"] > fold[-1]] == "none").all()
+    with pytest.raises(guard.LeakError, match="has seen the period"):
+        guard.check_window(dates[60], dates[60], "a model")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("backtest")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+            patch.delenv(name, raising=False)
+        patch.setenv("NEXTDAY_ROOT", str(root))
+
+        def cfg(*overrides):
+            return compose(["experiment=quick", f"paths.root={root}", *overrides])
+
+        prepare_id = run_prepare(cfg())
+        run_train(cfg())
+        run_calibrate(cfg())
+        run_export(cfg())
+        yield root, cfg, prepare_id
+
+
+def test_the_guard_catches_a_feature_that_peeks_at_the_next_day(store, tmp_path):
+    _, cfg, prepare_id = store
+    dataset = load_prepared(prepare_id, tmp_path).dataset
+    db = Store(str(cfg().store.url))
+    ohlcv, earnings = db.read("ohlcv"), db.read("earnings")
+    features = ["ret_1d", "vol_20d", "eps_surprise", "past_reaction_abs"]
+    dates = np.sort(dataset["date"].unique())[[-60, -5]]
+    honest = guard.point_in_time(dataset, features, ohlcv, earnings, dates, 126)
+    assert len(honest) == 2 and honest["max_rel_diff"].max() < 1e-6
+    leaky = dataset.copy()
+    leaky["ret_1d"] = leaky["label"]  # tomorrow's return as today's feature
+    with pytest.raises(guard.LeakError, match=r"\['ret_1d'\]"):
+        guard.point_in_time(leaky, features, ohlcv, earnings, dates, 126)
+
+
+def test_fixed_backtest_reports_every_section_and_logs_predictions(store):
+    root, cfg, _ = store
+    run = mlflow.get_run(run_backtest(cfg("backtest.write_predictions=true")))
+    metrics = run.data.metrics
+    for name in (
+        "bt_mae", "bt_baseline_zero_mae", "bt_ic", "bt_icir", "bt_coverage_80",
+        "bt_strategy_sharpe", "bt_strategy_max_drawdown", "bt_strategy_turnover",
+        "bt_strategy_hit_rate", "bt_tree_strategy_sharpe", "bt_market_sharpe",
+        "bt_baseline_linear_mae", "bt_oracle_mae", "bt_leak_flag",
+    ):  # fmt: skip
+        assert name in metrics, name
+    assert metrics["bt_days"] >= 120  # the val + test days of the quick market
+    html = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/backtest/backtest.html")
+    for section in ("Verdict", "Forecasts", "Trading view", "Over time", "By market regime",
+                    "By volatility", "Leak guard"):  # fmt: skip
+        assert f"<h2>{section}</h2>" in html, section
+    assert html.count("<img") == 3  # equity, rolling MAE and IC, coverage
+    files = {f.path for f in mlflow.MlflowClient().list_artifacts(run.info.run_id, "backtest")}
+    assert {
+        "backtest/daily.parquet",
+        "backtest/equity_drawdown.png",
+        "backtest/regimes.png",
+    } <= files
+    daily = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/backtest/daily.parquet")
+    )
+    assert daily.index.is_monotonic_increasing and len(daily) == metrics["bt_days"]
+    logged = Store(str(cfg().store.url)).read("model_predictions")
+    assert len(logged) == len(
+        pd.read_parquet(
+            mlflow.artifacts.download_artifacts(
+                f"runs:/{run.info.run_id}/backtest/predictions.parquet"
+            )
+        )
+    )
+    assert logged["actual"].notna().all() and (logged["p10"] < logged["p90"]).all()
+
+
+def test_refit_backtest_fits_each_fold_on_its_past_only(store):
+    _, cfg, _ = store
+    run = mlflow.get_run(run_backtest(cfg("backtest.mode=refit", "backtest.refit_every=50")))
+    html = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/backtest/backtest.html")
+    assert "<h2>Refit folds</h2>" in html
+    folds = pd.read_html(io.StringIO(html.split("<h2>Refit folds</h2>")[1]))[0]
+    assert len(folds) >= 3
+    assert (pd.to_datetime(folds["fitted_until"]) < pd.to_datetime(folds["first_date"])).all()
+    assert run.data.metrics["bt_coverage_80"] > 0.5
