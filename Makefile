@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python scripts/bench_prepare.py
 	$(BIN)/python scripts/bench_train.py
 	$(BIN)/python scripts/bench_tune.py
+	$(BIN)/python scripts/bench_backtest.py
 
 clean:
 	rm -rf data mlruns mlartifacts mlflow.db outputs models optuna.db

@@ -122,8 +122,8 @@ def run_export(cfg: DictConfig) -> str:
 
     settings = cfg.export
     name = model_spec(cfg).name
-    client = mlflow.MlflowClient()
     with step_run(cfg, "export", model=name) as run, artifact_dir(cfg) as out:
+        client = mlflow.MlflowClient()  # after step_run: it points MLflow at the store
         started = time.perf_counter()
         calibrate_run = find_calibrate_run(name, cfg.inputs.get("calibrate_run_id"))
         tags = calibrate_run.data.tags
