@@ -3,7 +3,9 @@
 - deterministic: the network with dropout off; one output, `prediction`.
 - MC: `passes` stochastic passes in one graph, with the dropout masks drawn inside it by ONNX
   `RandomUniform`, and the calibration applied; outputs `prediction` (the MC mean), `sigma`,
-  `p10`, `p50`, `p90` and `mc_sd` (the raw spread of the passes).
+  `p10`, `p50`, `p90` and `mc_sd` (the raw spread of the passes). It is converted as two
+  graphs, the passes (`samples`) and the calibration, joined by `join`, so that the float16
+  variant can convert the passes alone.
 
 Keras 3's `Dropout(training=True)` becomes `StatelessRandomUniformV2`, which tf2onnx cannot
 convert, and captured Keras variables become graph inputs. So the forward pass is rebuilt here
@@ -28,7 +30,7 @@ OUTPUTS = ("prediction", "sigma", "p10", "p50", "p90")
 MC_OUTPUTS = (*OUTPUTS, "mc_sd")
 INPUT_NAME = "features"
 QUANTILE_LEVELS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
-# name scopes of the parts that stay float32 in the float16 variant (random draws, statistics)
+# name scope of the random draws, which stay float32 in the float16 variant
 MASK_SCOPE = "masks"
 SAMPLES = "samples"
 
