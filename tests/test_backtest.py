@@ -150,6 +150,12 @@ def test_fixed_backtest_reports_every_section_and_logs_predictions(store):
         mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/backtest/daily.parquet")
     )
     assert daily.index.is_monotonic_increasing and len(daily) == metrics["bt_days"]
+    # the cumulative columns end at the whole period's metrics
+    assert daily["cumulative_mae"].iloc[-1] == pytest.approx(metrics["bt_mae"])
+    assert daily["cumulative_rmse"].iloc[-1] == pytest.approx(metrics["bt_rmse"])
+    assert daily["cumulative_dir_acc"].iloc[-1] == pytest.approx(metrics["bt_dir_acc"])
+    assert daily["cumulative_coverage"].iloc[-1] == pytest.approx(metrics["bt_coverage_80"])
+    assert daily["cumulative_ic"].iloc[-1] == pytest.approx(metrics["bt_ic"])
     logged = Store(str(cfg().store.url)).read("model_predictions")
     assert len(logged) == len(
         pd.read_parquet(

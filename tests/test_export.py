@@ -74,6 +74,7 @@ def test_export_logs_checked_files_and_metadata(store):
     assert meta["runs"]["export"] == runs[0] and set(meta["runs"]) >= {"prepare", "train"}
     assert meta["data"]["symbols"] == 30 and meta["git_commit"]
     assert meta["calibration"]["passes"] == meta["mc"]["passes"] == 8
+    assert meta["float16_on_gpu"] is False  # export.float16: the GPU default of ModelInference
     assert "test_mae" in meta["metrics"] and "beta_1" not in meta["hyperparameters"]
     card = (folder / "model_card.md").read_text()
     for section in ("Intended use", "Data", "Metrics", "Calibration", "Ethical", "Update policy"):

@@ -68,6 +68,7 @@ def build(
     passes: int,
     seed: int,
     input_columns: list[str],
+    float16_on_gpu: bool = False,
 ) -> dict:
     """The metadata dict, without checksums yet (`seal` adds them once the card is written)."""
     return {
@@ -89,6 +90,7 @@ def build(
         "runs": runs,
         "git_commit": git_commit(),
         "onnx_opset": opset,
+        "float16_on_gpu": float16_on_gpu,  # ModelInference's default on a CUDA device
         "files": files,
     }
 

@@ -119,7 +119,7 @@ class ModelInference:
         self,
         source: str | Path,
         device: str = "auto",
-        float16: bool = False,
+        float16: bool | None = None,
         threads: int | None = None,
     ) -> None:
         import onnxruntime as ort
@@ -134,6 +134,8 @@ class ModelInference:
             raise RuntimeError(f"device=cuda but ONNX Runtime offers only {available}")
         use_cuda = device != "cpu" and CUDA in available
         files = self.metadata["files"]
+        if float16 is None:  # the export's choice (export.float16)
+            float16 = bool(self.metadata.get("float16_on_gpu", False))
         if use_cuda:
             role = "mc_float16" if float16 else "mc"
         else:

@@ -260,9 +260,14 @@ def _regimes(cfg, dataset: pd.DataFrame, prepare_id: str, out: Path) -> pd.DataF
 
 
 def _daily(rows, book, market, window: int) -> pd.DataFrame:
+    """Per day and cumulative (all days so far) forecast metrics, rolling ones for the plots,
+    the strategy's book and the regimes."""
+    moved = rows["label"] != 0
     rows = rows.assign(
         abs_error=(rows["prediction"] - rows["label"]).abs(),
+        squared_error=(rows["prediction"] - rows["label"]) ** 2,
         abs_zero=rows["label"].abs(),
+        right_direction=(np.sign(rows["prediction"]) == np.sign(rows["label"])).where(moved),
         inside=((rows["p10"] <= rows["label"]) & (rows["label"] <= rows["p90"])).astype(float),
     )
     grouped = rows.groupby("date")
@@ -270,6 +275,8 @@ def _daily(rows, book, market, window: int) -> pd.DataFrame:
         {
             "rows": grouped.size(),
             "mae": grouped["abs_error"].mean(),
+            "rmse": np.sqrt(grouped["squared_error"].mean()),
+            "dir_acc": grouped["right_direction"].mean(),
             "zero_mae": grouped["abs_zero"].mean(),
             "coverage": grouped["inside"].mean(),
         }
@@ -277,8 +284,19 @@ def _daily(rows, book, market, window: int) -> pd.DataFrame:
     daily["ic"] = daily_ic(
         rows["prediction"].to_numpy(), rows["label"].to_numpy(), rows["date"].to_numpy()
     )
-    daily["cumulative_mae"] = daily["mae"].expanding().mean()
+    # cumulative: over every row (or, for IC, every day) up to and including the date
+    totals = grouped[["abs_error", "squared_error", "inside"]].sum().cumsum()
+    counts = grouped.size().cumsum()
+    daily["cumulative_mae"] = totals["abs_error"] / counts
+    daily["cumulative_rmse"] = np.sqrt(totals["squared_error"] / counts)
+    daily["cumulative_dir_acc"] = (
+        grouped["right_direction"].sum().cumsum() / grouped["right_direction"].count().cumsum()
+    )
+    daily["cumulative_coverage"] = totals["inside"] / counts
     daily["cumulative_ic"] = daily["ic"].expanding().mean()
+    daily["cumulative_icir"] = (
+        daily["ic"].expanding(min_periods=2).mean() / daily["ic"].expanding(min_periods=2).std()
+    )
     daily["rolling_mae"] = daily["mae"].rolling(window, min_periods=1).mean()
     daily["rolling_zero_mae"] = daily["zero_mae"].rolling(window, min_periods=1).mean()
     daily["rolling_ic"] = daily["ic"].rolling(window, min_periods=1).mean()

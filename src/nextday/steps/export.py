@@ -203,6 +203,7 @@ def run_export(cfg: DictConfig) -> str:
             passes=passes,
             seed=seed,
             input_columns=input_columns(spec.features, spec.window if spec.arch == "lstm" else 1),
+            float16_on_gpu=bool(settings.float16),
         )
         (folder / metadata.CARD).write_text(
             card.render(meta, checks, run.info.run_id, str(cfg.data.source))
