@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -22,11 +23,24 @@ import local_postgres
 @pytest.fixture
 def root(tmp_path, monkeypatch) -> Path:
     """A fresh paths.root, and no tracking URI leaking in from the environment."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    for name in MLFLOW_RUN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NEXTDAY_ROOT", str(tmp_path))
     return tmp_path
+
+
+MLFLOW_RUN_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
+
+
+@contextlib.contextmanager
+def quick_root(root: Path):
+    """For module-scoped fixtures: `root` as paths.root with no MLflow variables leaking in;
+    yields cfg(*overrides), the quick preset's config there."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in MLFLOW_RUN_VARIABLES:
+            patch.delenv(name, raising=False)
+        patch.setenv("NEXTDAY_ROOT", str(root))
+        yield lambda *overrides: compose(["experiment=quick", f"paths.root={root}", *overrides])
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import quick_root
 from nextday.backtest import guard, strategy, walkforward
 from nextday.backtest.breakdowns import market_regimes, surprise_buckets
-from nextday.config import compose
 from nextday.data.store import Store
 from nextday.steps.backtest import run_backtest
 from nextday.steps.calibrate import run_calibrate
@@ -93,14 +93,7 @@ def test_refit_windows_end_an_embargo_before_their_fold():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("backtest")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
-            patch.delenv(name, raising=False)
-        patch.setenv("NEXTDAY_ROOT", str(root))
-
-        def cfg(*overrides):
-            return compose(["experiment=quick", f"paths.root={root}", *overrides])
-
+    with quick_root(root) as cfg:
         prepare_id = run_prepare(cfg())
         run_train(cfg())
         run_calibrate(cfg())

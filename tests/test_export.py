@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import requests
 
-from nextday.config import compose
+from conftest import quick_root
 from nextday.export import registry
 from nextday.inference import ChecksumError, ModelInference
 from nextday.steps.calibrate import run_calibrate
@@ -35,14 +35,7 @@ def store(tmp_path_factory):
     v1 fails the gate (significance 0), v2 passes it (checks relaxed), v3 fails against
     production (must be 50% better than v2 on validation)."""
     root = tmp_path_factory.mktemp("export")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
-            patch.delenv(name, raising=False)
-        patch.setenv("NEXTDAY_ROOT", str(root))
-
-        def cfg(*overrides):
-            return compose(["experiment=quick", f"paths.root={root}", *overrides])
-
+    with quick_root(root) as cfg:
         run_prepare(cfg())
         run_train(cfg())
         run_calibrate(cfg())
