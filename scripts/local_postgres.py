@@ -36,20 +36,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(folder: Path) -> str:
-    """initdb + start in `folder`; return the SQLAlchemy URL of its `postgres` database.
+def start(folder: Path, port: int | None = None) -> str:
+    """initdb (unless `folder` holds a cluster already) + start in `folder`, on `port` or a
+    free one; return the SQLAlchemy URL of its `postgres` database. Starting a stopped
+    cluster again on its old port is a database restart, as clients see it.
 
     As root, `folder` and its parents must be enterable by the postgres user.
     """
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
-    data, port = folder / "data", free_port()
-    subprocess.run(
-        _as_postgres([tool("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
-        check=True,
-        capture_output=True,
-    )
+    data, port = folder / "data", port or free_port()
+    if not (data / "PG_VERSION").exists():
+        subprocess.run(
+            _as_postgres([tool("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
+            check=True,
+            capture_output=True,
+        )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
     subprocess.run(
         _as_postgres(

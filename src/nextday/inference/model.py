@@ -13,12 +13,13 @@ import functools
 import hashlib
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from nextday.inference.checks import to_array
+from nextday.inference.checks import InputError, to_array
 
 METADATA = "metadata.json"
 OUTPUTS = ("prediction", "sigma", "p10", "p50", "p90")
@@ -121,6 +122,7 @@ class ModelInference:
         device: str = "auto",
         float16: bool | None = None,
         threads: int | None = None,
+        logger=None,
     ) -> None:
         import onnxruntime as ort
 
@@ -148,6 +150,7 @@ class ModelInference:
         self.features: list[str] = list(self.metadata["features"])
         self.window = int(self.metadata.get("window", 1))
         self.input_name = self.session.get_inputs()[0].name
+        self.logger = logger  # a nextday.monitoring.logger.PredictionLogger, or None
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     @property
@@ -163,14 +166,45 @@ class ModelInference:
         values = self.session.run(None, {self.input_name: x})
         return dict(zip(self.output_names, values, strict=True))
 
-    def predict(self, features) -> dict[str, float]:
-        """One row (a mapping of feature -> value, or a vector in feature order)."""
-        out = self.run(to_array(features, self.features, self.window, single=True))
-        return {name: float(out[name][0]) for name in OUTPUTS}
+    def predict(self, features, key: tuple | None = None) -> dict[str, float]:
+        """One row (a mapping of feature -> value, or a vector in feature order); with a
+        logger, `key` = (symbol, date) logs it."""
+        x = to_array(features, self.features, self.window, single=True)
+        started = time.perf_counter()
+        out = self.run(x)
+        answer = {name: float(out[name][0]) for name in OUTPUTS}
+        if self.logger is not None and key is not None:
+            self._log(pd.DataFrame([answer]), [key], time.perf_counter() - started)
+        return answer
 
-    def predict_batch(self, features_list) -> pd.DataFrame:
+    def predict_batch(self, features_list, keys=None) -> pd.DataFrame:
         """Many rows (a DataFrame, a 2-D array or a list of mappings); one output row each,
-        in the input's order (and with a DataFrame's index)."""
-        out = self.run(to_array(features_list, self.features, self.window))
+        in the input's order (and with a DataFrame's index). With a logger, `keys` (a
+        DataFrame with symbol and date, or (symbol, date) pairs, one per row) logs them."""
+        x = to_array(features_list, self.features, self.window)
+        started = time.perf_counter()
+        out = self.run(x)
         index = features_list.index if isinstance(features_list, pd.DataFrame) else None
-        return pd.DataFrame({name: out[name].astype(np.float64) for name in OUTPUTS}, index=index)
+        answer = pd.DataFrame({name: out[name].astype(np.float64) for name in OUTPUTS}, index=index)
+        if self.logger is not None and keys is not None:
+            self._log(answer, keys, time.perf_counter() - started)
+        return answer
+
+    def _log(self, answer: pd.DataFrame, keys, seconds: float) -> None:
+        if not isinstance(keys, pd.DataFrame):
+            keys = pd.DataFrame(list(keys), columns=["symbol", "date"])
+        if len(keys) != len(answer):
+            raise InputError(f"{len(keys)} keys for {len(answer)} rows to log")
+        self.logger.log(
+            pd.DataFrame(
+                {
+                    "symbol": keys["symbol"].astype(str).to_numpy(),
+                    "ts": pd.to_datetime(keys["date"]).to_numpy(),
+                    "model_name": self.name,
+                    "model_version": self.version,
+                    "predicted": answer["prediction"].to_numpy(),
+                    **{k: answer[k].to_numpy() for k in ("sigma", "p10", "p50", "p90")},
+                    "latency_ms": 1000.0 * seconds,  # the call's, for each of its rows
+                }
+            )
+        )

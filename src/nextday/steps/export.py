@@ -183,6 +183,7 @@ def run_export(cfg: DictConfig) -> str:
             float(settings.gate.significance),
         )
 
+        files["reference"] = _write_reference(folder, spec, data, outputs, metrics)
         meta = metadata.build(
             registered_model=registered,
             version=version,
@@ -267,6 +268,28 @@ def run_export(cfg: DictConfig) -> str:
             run.info.run_id,
         )
         return run.info.run_id
+
+
+REFERENCE = "reference.json"
+
+
+def _write_reference(folder: Path, spec, data, outputs, metrics) -> str:
+    """What the monitor compares live traffic with: each feature's distribution on the
+    training rows and the served prediction's on the validation rows, and the validation MAE
+    and coverage."""
+    from nextday.monitoring import drift
+
+    reference = {
+        "features": {
+            name: drift.reference(data.train_flat[:, i], seed=i)
+            for i, name in enumerate(spec.features)
+        },
+        "prediction": drift.reference(outputs["val"]["prediction"]),
+        "val_mae": metrics["val_mae"],
+        "val_coverage_80": metrics["val_coverage_80"],
+    }
+    (folder / REFERENCE).write_text(json.dumps(reference))
+    return REFERENCE
 
 
 def _scaler_dict(model_run, out: Path) -> dict:

@@ -1,0 +1,99 @@
+"""Monitoring: drift statistics by hand, and prediction logging that survives a database
+restart."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import local_postgres
+from nextday.data.store import Store
+from nextday.monitoring import drift
+from nextday.monitoring.logger import PredictionLogger
+
+
+def test_psi_matches_a_hand_computation():
+    reference = {"edges": [0.5], "shares": [0.5, 0.5], "sample": [0.0, 1.0]}
+    live = np.array([0.1, 0.9, 0.8, 0.7, 0.6])  # 20% below the edge, 80% above
+    expected = (0.2 - 0.5) * np.log(0.2 / 0.5) + (0.8 - 0.5) * np.log(0.8 / 0.5)
+    assert drift.psi(reference, live) == pytest.approx(expected)
+    # an empty live bin is floored, not infinite
+    assert np.isfinite(drift.psi(reference, np.array([0.9, 0.8])))
+
+
+def test_ks_matches_a_hand_computation():
+    reference = {"edges": [], "shares": [1.0], "sample": [1.0, 2.0, 3.0, 4.0]}
+    statistic, p_value = drift.ks(reference, np.array([3.0, 4.0, 5.0, 6.0]))
+    assert statistic == pytest.approx(0.5)  # the CDFs differ most at 2: 0.5 vs 0.0
+    assert 0 < p_value < 1
+
+
+def test_same_distribution_is_stable_and_a_shift_is_not():
+    rng = np.random.default_rng(0)
+    reference = drift.reference(rng.normal(size=50_000))
+    assert len(reference["shares"]) == 10 and len(reference["sample"]) == drift.SAMPLE
+    assert drift.psi(reference, rng.normal(size=5_000)) < 0.02
+    assert drift.ks(reference, rng.normal(size=5_000))[1] > 0.001
+    assert drift.psi(reference, rng.normal(0.5, 1.5, size=5_000)) > 0.25
+    assert drift.ks(reference, rng.normal(0.5, 1.5, size=5_000))[1] < 1e-6
+
+
+def _rows(start: int, n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": [f"S{i:03d}" for i in range(start, start + n)],
+            "ts": pd.Timestamp("2024-03-01"),
+            "model_name": "nextday-normal",
+            "model_version": "1",
+            "predicted": 0.001,
+            "sigma": 0.01,
+            "p10": -0.01,
+            "p50": 0.001,
+            "p90": 0.012,
+            "latency_ms": 0.4,
+        }
+    )
+
+
+def test_a_full_buffer_counts_what_it_drops():
+    # nothing listens on port 1 of loopback: every write fails at once
+    away = "postgresql+psycopg2://postgres@127.0.0.1:1/nextday"
+    logger = PredictionLogger(away, max_buffer=25, background=False)
+    for start in range(0, 40, 10):
+        logger.log(_rows(start, 10))
+    assert logger.flush() == 0 and logger.failures == 1
+    assert logger.pending == 25 and logger.dropped == 15  # the oldest rows went first
+
+
+@pytest.mark.postgres
+def test_logged_predictions_survive_a_database_restart():
+    folder = Path(tempfile.mkdtemp(prefix="nextday-pg-restart-"))
+    try:
+        url = local_postgres.start(folder)
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        logger = PredictionLogger(url, interval=0.1)
+        for start in range(0, 50, 10):
+            logger.log(_rows(start, 10))
+        deadline = time.time() + 20
+        while logger.written < 50 and time.time() < deadline:
+            time.sleep(0.1)
+        assert logger.written == 50
+        local_postgres.stop(folder)  # the database goes away in the middle of logging
+        for start in range(50, 100, 10):
+            logger.log(_rows(start, 10))
+        time.sleep(1.0)
+        assert logger.failures > 0 and logger.pending == 50
+        local_postgres.start(folder, port=port)  # and comes back on the same address
+        logger.close(timeout=30)
+        assert logger.pending == 0 and logger.dropped == 0
+        stored = Store(url).read("model_predictions")
+        assert len(stored) == 100 and stored["symbol"].nunique() == 100
+    finally:
+        local_postgres.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
