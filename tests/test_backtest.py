@@ -169,3 +169,48 @@ def test_refit_backtest_fits_each_fold_on_its_past_only(store):
     assert len(folds) >= 3
     assert (pd.to_datetime(folds["fitted_until"]) < pd.to_datetime(folds["first_date"])).all()
     assert run.data.metrics["bt_coverage_80"] > 0.5
+
+
+def test_monitor_joins_actuals_and_alerts_on_planted_drift(store, tmp_path):
+    """Predictions logged through ModelInference get the right actuals; a planted shift of a
+    feature's live values raises a drift alert with the retraining recommendation."""
+    from nextday.inference import ModelInference
+    from nextday.monitoring.logger import PredictionLogger
+    from nextday.steps.monitor import run_monitor
+
+    _, cfg, prepare_id = store
+    config = cfg()
+    export = mlflow.MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name("nextday").experiment_id],
+        "tags.`nextday.step` = 'export'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    uri = f"runs:/{export.info.run_id}/model"
+    dataset = load_prepared(prepare_id, tmp_path).dataset
+    live = dataset[(dataset["split"] == "test") & ~dataset["is_earnings"]]
+    logger = PredictionLogger(str(config.store.url), background=False)
+    model = ModelInference(uri, logger=logger)
+    for _, day in live.groupby("date"):
+        model.predict_batch(day[model.features], keys=day[["symbol", "date"]])
+    logger.close()
+    assert logger.written == len(live) and logger.dropped == 0
+
+    db = Store(str(config.store.url))
+    history = db.read("feature_history")
+    last = np.sort(live["date"].unique())[-20:]
+    shifted = history[history["ts"].isin(last)].assign(vol_20d=lambda f: f["vol_20d"] * 5)
+    db.upsert("feature_history", shifted)  # the planted drift: volatility x5 lately
+
+    run = mlflow.get_run(run_monitor(cfg(f"monitor.model={uri}", "monitor.min_rows=100")))
+    logged = db.read("model_predictions", "model_version = :v", {"v": model.version})
+    joined = logged.merge(
+        dataset[["symbol", "date", "label"]], left_on=["symbol", "ts"], right_on=["symbol", "date"]
+    )
+    known = joined.dropna(subset=["actual"])
+    assert len(known) >= len(live) - 30  # the last date has no next close yet
+    np.testing.assert_allclose(known["actual"], known["label"], rtol=1e-9, atol=1e-12)
+    report = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/monitor/alerts.json")
+    kinds = {(a["kind"], a["message"].split(":")[0]) for a in report["alerts"]}
+    assert ("feature drift", "vol_20d") in kinds
+    assert report["recommendation"].startswith("retrain")
+    assert run.data.tags["nextday.step"] == "monitor"

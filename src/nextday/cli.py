@@ -17,6 +17,7 @@ steps:
   calibrate MC-dropout intervals made to hold (scale model + conformal) for a trained model
   export    ONNX graphs checked against Keras, a registered version, promoted if the gate passes
   backtest  walk-forward over the val+test days: forecasts, a long-short strategy, regimes
+  monitor   actuals, rolling MAE, coverage and drift of logged predictions; alerts
   main      run the whole chain, each step as its own MLflow run
   promote   make a registered version production: promote model=normal version=3
   rollback  production back to the previous version (or version=N)
@@ -38,6 +39,7 @@ def _steps():
     from nextday.steps.calibrate import run_calibrate
     from nextday.steps.export import run_export
     from nextday.steps.main import run_main
+    from nextday.steps.monitor import run_monitor
     from nextday.steps.prepare import run_prepare
     from nextday.steps.registry_commands import run_download, run_promote, run_rollback
     from nextday.steps.train import run_train
@@ -50,6 +52,7 @@ def _steps():
         "calibrate": run_calibrate,
         "export": run_export,
         "backtest": run_backtest,
+        "monitor": run_monitor,
         "main": run_main,
         "promote": run_promote,
         "rollback": run_rollback,

@@ -1,22 +1,10 @@
-"""The backtest's plots (PNG) and its one-page HTML report, read top to bottom."""
+"""The backtest's plots (PNG); the page itself is `nextday.reports.html`."""
 
 from __future__ import annotations
 
-import base64
-import html
 from pathlib import Path
 
 import pandas as pd
-
-SECTIONS = (
-    "Verdict",
-    "Forecasts",
-    "Trading view",
-    "Over time",
-    "By market regime",
-    "By volatility",
-    "Leak guard",
-)
 
 
 def plots(daily: pd.DataFrame, equity: dict[str, pd.Series], folder: Path, level: float) -> dict:
@@ -79,38 +67,3 @@ def table_png(table: pd.DataFrame, path: Path, title: str) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
-
-
-def _image(path: Path) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(Path(path).stem)}">'
-
-
-def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0)
-
-
-def render(title: str, sections: dict[str, list]) -> str:
-    """`sections`: heading -> items (str: a paragraph, DataFrame: a table, Path: an image)."""
-    body = []
-    for heading, items in sections.items():
-        body.append(f"<h2>{html.escape(heading)}</h2>")
-        for item in items:
-            if isinstance(item, pd.DataFrame):
-                body.append(_table(item))
-            elif isinstance(item, Path):
-                body.append(_image(item))
-            else:
-                body.append(f"<p>{item}</p>")
-    style = (
-        "body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:0.5em 0}td,th{padding:3px 9px;"
-        "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}"
-        ".warn{color:#b00;font-weight:bold}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-        + "\n".join(body)
-        + "</body></html>\n"
-    )

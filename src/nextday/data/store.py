@@ -83,8 +83,29 @@ model_predictions_table = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
 
+# one row per monitor run, model and feature (or `prediction`): the dashboard's drift panel
+model_drift_table = sa.Table(
+    "model_drift",
+    metadata,
+    sa.Column("run_ts", sa.DateTime, primary_key=True),
+    sa.Column("model_name", sa.String(64), primary_key=True),
+    sa.Column("model_version", sa.String(32), primary_key=True),
+    sa.Column("feature", sa.String(64), primary_key=True),
+    sa.Column("psi", sa.Float),
+    sa.Column("ks_stat", sa.Float),
+    sa.Column("ks_p", sa.Float),
+    sa.Column("rows", sa.Integer),
+)
+
 TABLES = {
-    t.name: t for t in (ohlcv_table, earnings_table, feature_history_table, model_predictions_table)
+    t.name: t
+    for t in (
+        ohlcv_table,
+        earnings_table,
+        feature_history_table,
+        model_predictions_table,
+        model_drift_table,
+    )
 }
 # time column of each table that becomes a TimescaleDB hypertable
 HYPERTABLES = {"ohlcv": "ts", "feature_history": "ts", "model_predictions": "ts"}

@@ -20,37 +20,12 @@ from omegaconf import DictConfig
 from nextday.backtest import breakdowns, guard, report, strategy, walkforward
 from nextday.evaluation.intervals import interval_metrics
 from nextday.evaluation.metrics import daily_ic, point_metrics, prefixed
-from nextday.export import registry
 from nextday.models.spec import ModelSpec, model_spec
-from nextday.steps.inputs import load_prepared
-from nextday.tracking import INPUT_TAG, MODEL_TAG, STEP_TAG, artifact_dir, step_run
+from nextday.reports import html as html_page
+from nextday.steps.inputs import load_prepared, model_uri
+from nextday.tracking import INPUT_TAG, artifact_dir, step_run
 
 log = logging.getLogger(__name__)
-
-
-def model_uri(cfg: DictConfig, name: str) -> str:
-    """backtest.model, else the production version, else the newest export run's model."""
-    if cfg.backtest.model:
-        return str(cfg.backtest.model)
-    client = mlflow.MlflowClient()
-    registered = registry.registered_name(str(cfg.export.registered_model_prefix), name)
-    if registry.version_by_alias(client, registered, registry.PRODUCTION) is not None:
-        return f"models:/{registered}@{registry.PRODUCTION}"
-    runs = client.search_runs(
-        [mlflow.active_run().info.experiment_id],
-        f"tags.`{STEP_TAG}` = 'export' and tags.`{MODEL_TAG}` = '{name}' "
-        "and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
-        raise ValueError(
-            f"no model to backtest: {registered} has no production version and no export run "
-            f"of model={name} exists; run `python -m nextday export model={name}` or pass "
-            "backtest.model=<models:/ or runs:/ URI>"
-        )
-    log.info("backtest: %s has no production version; using the newest export", registered)
-    return f"runs:/{runs[0].info.run_id}/model"
 
 
 def _spec(metadata: dict) -> ModelSpec:
@@ -66,7 +41,7 @@ def run_backtest(cfg: DictConfig) -> str:
     name = model_spec(cfg).name
     with step_run(cfg, "backtest", model=name) as run, artifact_dir(cfg) as out:
         started = time.perf_counter()
-        uri = model_uri(cfg, name)
+        uri = model_uri(cfg, name, settings.model)
         inference = ModelInference(uri, device="cpu")
         spec = _spec(inference.metadata)
         if spec.name != name:
@@ -406,7 +381,7 @@ def _html(
     ]
     if result.folds is not None:
         sections["Refit folds"] = [result.folds]
-    return report.render(f"Backtest: {spec.name} model", sections)
+    return html_page.render(f"Backtest: {spec.name} model", sections)
 
 
 def _write_predictions(cfg, rows: pd.DataFrame, inference) -> None:
