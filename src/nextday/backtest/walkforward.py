@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from nextday.backtest.guard import check_window
+from nextday.export.graphs import OUTPUTS
 from nextday.uncertainty.calibration import calibrate
 
 log = logging.getLogger(__name__)
-OUTPUTS = ("prediction", "sigma", "p10", "p50", "p90")
+MAX_CALIBRATION_ROWS = 50_000  # per segment, for each fold's scale model and conformal step
 
 
 @dataclass
@@ -99,24 +100,26 @@ def refit(spec, cfg, dataset: pd.DataFrame, truth, period_dates, folder: Path) -
         check_window(fitted_until, fold_dates[0], f"refit {number}")
         trained = fit_model(spec, relabelled, truth, cfg, folder / f"fold_{number}")
         data = trained.data
-        mc = {}
+        mc = {}  # per segment: scale features, MC s.d., MC mean, label (what calibrate takes)
         for segment in ("train", "val"):
             judged = data.judged[segment]
             take = np.arange(len(judged.rows))
-            if len(take) > 50_000:
-                take = np.sort(np.random.default_rng(seed).choice(take, 50_000, replace=False))
+            if len(take) > MAX_CALIBRATION_ROWS:
+                take = np.sort(
+                    np.random.default_rng(seed).choice(take, MAX_CALIBRATION_ROWS, replace=False)
+                )
             samples = mc_samples(trained.model, judged.x[take], passes, seed)
-            mc[segment] = (
-                judged.flat[take][:, columns],
-                samples.std(axis=0),
-                samples.mean(axis=0),
-                judged.y[take],
-            )
-        train_part, val_part = mc["train"], mc["val"]
+            mc[segment] = {
+                "scale_x": judged.flat[take][:, columns],
+                "sd": samples.std(axis=0),
+                "mean": samples.mean(axis=0),
+                "y": judged.y[take],
+            }
+        train_mc, val_mc = mc["train"], mc["val"]
         calibration = calibrate(
             names,
-            (train_part[0], train_part[1], train_part[3] - train_part[2]),
-            val_part,
+            (train_mc["scale_x"], train_mc["sd"], train_mc["y"] - train_mc["mean"]),
+            (val_mc["scale_x"], val_mc["sd"], val_mc["mean"], val_mc["y"]),
             grid=int(cfg.calibrate.quantile_grid),
             passes=passes,
         )

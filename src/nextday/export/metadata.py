@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from nextday.config import CONF_DIR
+from nextday.export.graphs import OUTPUTS
 from nextday.inference.model import sha256
 
 CARD = "model_card.md"
@@ -79,7 +80,7 @@ def build(
         "features": list(spec.features),
         "window": spec.window if spec.arch == "lstm" else 1,
         "input_columns": input_columns,
-        "outputs": ["prediction", "sigma", "p10", "p50", "p90"],
+        "outputs": list(OUTPUTS),
         "trained_at": trained_at,
         "metrics": metrics,
         "scaler": scaler,

@@ -111,10 +111,14 @@ def to_array(data, features: Sequence[str], window: int = 1, single: bool = Fals
             raise InputError("empty batch: no rows to predict")
         _check_columns([str(c) for c in data.columns], columns)
         frame = data.rename(columns=str)[columns]
-        bools = [c for c in columns if pd.api.types.is_bool_dtype(frame[c])]
+        dtypes = dict(zip(columns, frame.dtypes, strict=True))
+        bools = [c for c in columns if pd.api.types.is_bool_dtype(dtypes[c])]
         if bools:
             raise InputError(f"column(s) {_names(bools)} are booleans, not numbers")
-        array = _numeric(frame.to_numpy(dtype=object), columns)
+        if all(pd.api.types.is_numeric_dtype(d) for d in dtypes.values()):
+            array = frame.to_numpy(dtype=np.float64)  # the usual case: no per-cell conversion
+        else:
+            array = _numeric(frame.to_numpy(dtype=object), columns)
     elif isinstance(data, np.ndarray):
         if data.size == 0 or len(data) == 0:
             raise InputError("empty batch: no rows to predict")

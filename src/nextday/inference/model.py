@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nextday.export.graphs import OUTPUTS
 from nextday.inference.checks import InputError, to_array
 
 METADATA = "metadata.json"
-OUTPUTS = ("prediction", "sigma", "p10", "p50", "p90")
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
 

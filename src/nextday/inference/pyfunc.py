@@ -9,15 +9,10 @@ warning in the server log (MLflow's rule; `ModelInference` itself refuses extra 
 
 from __future__ import annotations
 
-import warnings
-
 import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
 
 EXPORT_ARTIFACT = "export"
-
-# MLflow suggests type hints on predict; they would change how it parses requests, so no
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 
 class NextdayOnnxModel(mlflow.pyfunc.PythonModel):

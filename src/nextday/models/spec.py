@@ -41,6 +41,11 @@ class ModelSpec:
     def n_features(self) -> int:
         return len(self.features)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelSpec:
+        """From its JSON form (spec.json, an export's hyperparameters): lists become tuples."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
 
 def model_spec(cfg: DictConfig) -> ModelSpec:
     """The ModelSpec of the composed config; every problem is named, nothing is guessed."""

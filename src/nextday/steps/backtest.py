@@ -28,11 +28,6 @@ from nextday.tracking import INPUT_TAG, artifact_dir, step_run
 log = logging.getLogger(__name__)
 
 
-def _spec(metadata: dict) -> ModelSpec:
-    values = metadata["hyperparameters"]
-    return ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
 def run_backtest(cfg: DictConfig) -> str:
     from nextday.inference.model import ModelInference
     from nextday.models.data import arrange
@@ -43,7 +38,7 @@ def run_backtest(cfg: DictConfig) -> str:
         started = time.perf_counter()
         uri = model_uri(cfg, name, settings.model)
         inference = ModelInference(uri, device="cpu")
-        spec = _spec(inference.metadata)
+        spec = ModelSpec.from_dict(inference.metadata["hyperparameters"])
         if spec.name != name:
             raise ValueError(f"{uri} is a {spec.name} model, not model={name}")
         prepare_id = cfg.inputs.get("prepare_run_id") or inference.metadata["runs"]["prepare"]

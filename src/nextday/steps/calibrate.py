@@ -61,7 +61,7 @@ def load_model_run(run, folder: Path):
         run_id=run.info.run_id, artifact_path="model_files", dst_path=str(folder)
     )
     spec = json.loads((Path(path) / Path(SPEC_ARTIFACT).name).read_text())
-    spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+    spec = ModelSpec.from_dict(spec)
     return keras.models.load_model(Path(path) / Path(CHECKPOINT_ARTIFACT).name), spec
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import warnings
 from pathlib import Path
 
 import mlflow
@@ -318,16 +317,14 @@ def _log_pyfunc(folder: Path, spec, example_x: np.ndarray, meta: dict):
     example = pd.DataFrame(
         np.asarray(example_x, dtype=np.float64).reshape(len(example_x), -1), columns=columns
     )
-    with warnings.catch_warnings():  # MLflow's advice on type hints does not apply here
-        warnings.filterwarnings("ignore", message=".*type hints.*")
-        return mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=served_model.__file__,
-            artifacts={EXPORT_ARTIFACT: str(folder)},
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(),
-        )
+    return mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT,
+        python_model=served_model.__file__,
+        artifacts={EXPORT_ARTIFACT: str(folder)},
+        signature=signature,
+        input_example=example,
+        pip_requirements=_requirements(),
+    )
 
 
 def _requirements() -> list[str]:

@@ -45,8 +45,8 @@ def run_download(cfg: DictConfig) -> Path:
     configure(cfg)
     name = _registered(cfg)
     client = mlflow.MlflowClient()
-    alias = cfg.alias if cfg.version is not None or cfg.alias is not None else registry.PRODUCTION
-    version = registry.resolve(client, name, cfg.version, alias if cfg.version is None else None)
+    alias = None if cfg.version is not None else (cfg.alias or registry.PRODUCTION)
+    version = registry.resolve(client, name, cfg.version, alias)
     target = Path(str(cfg.paths.root)) / "models" / model_spec(cfg).name / str(version.version)
     path = registry.download(name, version, target)
     log.info("download: %s version %s -> %s (checksums verified)", name, version.version, path)
