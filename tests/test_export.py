@@ -3,6 +3,7 @@ gate, promote/rollback by hand, and download with checksums."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -16,8 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+import sqlalchemy as sa
 
 from conftest import quick_root
+from nextday.data.store import Store
 from nextday.export import registry
 from nextday.inference import ChecksumError, ModelInference
 from nextday.steps.calibrate import run_calibrate
@@ -87,8 +90,14 @@ def test_gate_decides_production_and_challenger(store):
     assert v2.tags["nextday.check.parity_deterministic"].startswith("pass")
     # the MLflow model: a DataFrame with the feature columns in, five columns out
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@production")
-    names = [c.name for c in model.metadata.get_input_schema().inputs]
-    assert len(names) == 20
+    schema = model.metadata.get_input_schema().inputs
+    names = [c.name for c in schema if c.required]
+    assert names == v2.tags["nextday.features"].split(",") and len(names) == 20
+    # the optional keys under which a request's predictions are logged
+    assert [(c.name, c.required) for c in schema if not c.required] == [
+        ("symbol", False),
+        ("date", False),
+    ]
     out = model.predict(pd.DataFrame(np.full((3, 20), 0.01), columns=names))
     assert list(out.columns) == ["prediction", "sigma", "p10", "p50", "p90"]
 
@@ -150,6 +159,8 @@ def test_mlflow_models_serve_answers_and_refuses_bad_input(store):
         **os.environ,
         "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        # requests that carry symbol and date get logged into this store
+        "NEXTDAY_PREDICTION_LOG_URL": f"sqlite:///{root}/served.db",
     }
     server = subprocess.Popen(
         [
@@ -214,6 +225,30 @@ def test_mlflow_models_serve_answers_and_refuses_bad_input(store):
         assert split["columns"][-1] in missing
         assert "row 0, column 'vol_20d' is NaN" in invoke(bad["NaN"]).json()["message"]
         assert invoke(bad["empty"]).status_code == 400
+
+        # with keys: answered as before, and every row lands in model_predictions
+        keyed = rows.assign(symbol=[f"S{i:03d}" for i in range(64)], date="2024-03-01")
+        answer = invoke({"dataframe_split": json.loads(keyed.to_json(orient="split", index=False))})
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["predictions"]) == 64
+        unkeyed = keyed.astype({"symbol": object})
+        unkeyed.loc[3, "symbol"] = None
+        refused = invoke({"dataframe_records": unkeyed.to_dict(orient="records")})
+        assert refused.status_code == 400 and "row 3" in refused.json()["message"]
+        store = Store(f"sqlite:///{root}/served.db")
+        deadline = time.time() + 30
+        while True:  # the server's logger writes in the background, about once a second
+            with contextlib.suppress(sa.exc.OperationalError, pd.errors.DatabaseError):
+                logged = store.read("model_predictions")
+                if len(logged) == 64:
+                    break
+            assert time.time() < deadline, "the served predictions were not logged"
+            time.sleep(0.5)
+        assert set(logged["symbol"]) == set(keyed["symbol"])
+        assert (logged["ts"] == pd.Timestamp("2024-03-01")).all()
+        assert (logged["model_name"] == NAME).all() and (logged["model_version"] == "2").all()
+        assert (logged["latency_ms"] > 0).all()
+        assert (logged["p10"] <= logged["p90"]).all() and logged["actual"].isna().all()
     finally:
         server.terminate()
         try:

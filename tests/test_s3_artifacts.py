@@ -1,26 +1,22 @@
 """Artifacts on S3 end to end: a real `mlflow server` proxies artifacts into a moto S3 bucket,
 the quick pipeline and an export run against it, and the registered model comes back out.
 
-Nothing of MLflow is mocked: moto's S3 server and the MLflow tracking server run as
-subprocesses on free loopback ports, the pipeline steps run as `python -m nextday ...`
-subprocesses (which keeps TensorFlow out of this process), and the checks read the bucket with
-boto3 and load the model through the registry, the downloaded folder and MLflow's pyfunc.
+Nothing of MLflow is mocked: scripts/team_stack.py starts PostgreSQL (the server's backend
+store), moto's S3 server and the MLflow tracking server on free loopback ports, the pipeline
+steps run as `python -m nextday ...` subprocesses (which keeps TensorFlow out of this process),
+and the checks read the bucket with boto3 and load the model through the registry, the
+downloaded folder and MLflow's pyfunc.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import signal
-import socket
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -28,89 +24,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import local_postgres
+import team_stack
 from nextday.inference.model import _session
 
-BUCKET = "nextday-artifacts"
-PREFIX = "mlartifacts"
+pytestmark = pytest.mark.postgres
+
+BUCKET = team_stack.BUCKET
+PREFIX = team_stack.PREFIX
 REGISTERED = "nextday-normal"
 OUTPUTS = ["prediction", "sigma", "p10", "p50", "p90"]
 ROWS = 8
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _aws_env(folder: Path, endpoint: str) -> dict[str, str]:
-    """Dummy credentials for moto; no profile or config file of this machine is read."""
-    return {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(folder / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(folder / "no-aws-credentials"),
-        "MLFLOW_S3_ENDPOINT_URL": endpoint,
-    }
-
-
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MLFLOW_", "AWS_")) and k != "NEXTDAY_ROOT"
-    }
+    env = team_stack.clean_env({})
+    env.pop("NEXTDAY_ROOT", None)
     env.update(extra)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
-
-
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with open(log, "wb") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            command,
-            env=env,
-            cwd=log.parent,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: workers die with it
-        )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited with {process.returncode}:\n{_tail(log)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {timeout} s:\n{_tail(log)}")
-
-
-def _tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
 
 def _nextday(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -129,70 +61,46 @@ def _nextday(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    """moto S3 + mlflow server (artifacts proxied to s3://BUCKET/PREFIX), the quick pipeline of
-    the normal model and its export run into it, and the production version downloaded."""
-    import boto3
-
-    folder = tmp_path_factory.mktemp("s3-artifacts")
-    s3_port, mlflow_port = _free_port(), _free_port()
-    endpoint = f"http://127.0.0.1:{s3_port}"
-    tracking = f"http://127.0.0.1:{mlflow_port}"
-    aws = _aws_env(folder, endpoint)
-    logs = {"moto": folder / "moto.log", "mlflow": folder / "mlflow-server.log"}
-    servers: dict[str, subprocess.Popen] = {}
+def deployed():
+    """The team stack (mlflow server with artifacts proxied to s3://BUCKET/PREFIX), the quick
+    pipeline of the normal model and its export run into it, and the production version
+    downloaded."""
     try:
-        # both at once: the MLflow server touches the bucket only when artifacts move
-        servers["moto"] = _start(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-            _child_env(aws),
-            logs["moto"],
-        )
-        servers["mlflow"] = _start(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--workers",
-                "1",
-                "--backend-store-uri",
-                f"sqlite:///{folder}/mlflow.db",
-                "--artifacts-destination",
-                f"s3://{BUCKET}/{PREFIX}",
-            ],
-            _child_env(aws),
-            logs["mlflow"],
-        )
-        _wait_until_up(f"{endpoint}/moto-api/", servers["moto"], logs["moto"])
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket=BUCKET)
-        _wait_until_up(f"{tracking}/health", servers["mlflow"], logs["mlflow"])
-
-        root = folder / "root"
-        root.mkdir()
-        env = _child_env({**aws, "MLFLOW_TRACKING_URI": tracking, "NEXTDAY_ROOT": str(root)})
-        # The steps one by one for the normal model: `main` would also train and calibrate the
-        # earnings model, which this test does not need and which would double its runtime.
-        for step in ("prepare", "train", "calibrate"):
-            _nextday(env, step, "experiment=quick", "model=normal")
-        # a relaxed gate, so that the version becomes production on this tiny market
-        _nextday(env, "export", "experiment=quick", "model=normal", "export.gate.significance=1.0")
-        _nextday(env, "download", "experiment=quick", "model=normal", "alias=production")
-        yield {"folder": folder, "root": root, "tracking": tracking, "aws": aws, "s3": s3}
+        local_postgres.tool("initdb")
+    except FileNotFoundError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(error))
+    # not pytest's tmp_path: as root, PostgreSQL runs as a user that must enter the folder
+    folder = Path(tempfile.mkdtemp(prefix="nextday-s3-"))
+    folder.chmod(0o755)
+    try:
+        with team_stack.running(folder) as stack:
+            aws = team_stack.aws_env(stack.path, stack.s3_endpoint)
+            root = folder / "root"
+            root.mkdir()
+            env = _child_env(
+                {**aws, "MLFLOW_TRACKING_URI": stack.tracking_uri, "NEXTDAY_ROOT": str(root)}
+            )
+            # The steps one by one for the normal model: `main` would also train and calibrate
+            # the earnings model, which this test does not need and which would double its
+            # runtime.
+            for step in ("prepare", "train", "calibrate"):
+                _nextday(env, step, "experiment=quick", "model=normal")
+            # a relaxed gate, so that the version becomes production on this tiny market
+            _nextday(
+                env, "export", "experiment=quick", "model=normal", "export.gate.significance=1.0"
+            )
+            _nextday(env, "download", "experiment=quick", "model=normal", "alias=production")
+            yield {
+                "folder": folder,
+                "root": root,
+                "tracking": stack.tracking_uri,
+                "aws": aws,
+                "s3": team_stack.s3_client(stack),
+            }
     finally:
-        for process in reversed(servers.values()):
-            _stop(process)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -201,7 +109,13 @@ def client(deployed, tmp_path, monkeypatch):
     import mlflow.tracking._model_registry.utils as registry_utils
     import mlflow.tracking._tracking_service.utils as tracking_utils
 
-    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI", "AWS_PROFILE"):
+    for name in (
+        "MLFLOW_RUN_ID",
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_REGISTRY_URI",
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", deployed["tracking"])
     for key, value in deployed["aws"].items():

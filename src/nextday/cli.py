@@ -18,7 +18,10 @@ steps:
   export    ONNX graphs checked against Keras, a registered version, promoted if the gate passes
   backtest  walk-forward over the val+test days: forecasts, a long-short strategy, regimes
   monitor   actuals, rolling MAE, coverage and drift of logged predictions; alerts
+  live      simulate a live period (the built-in market continued, a regime change) and log
+            the model's predictions, for monitor to judge
   main      run the whole chain, each step as its own MLflow run
+  versions  list the registered versions: aliases, stage, the gate's decision, test MAE
   promote   make a registered version production: promote model=normal version=3
   rollback  production back to the previous version (or version=N)
   download  fetch a version (version=N or alias=production) into models/<model>/<version>/
@@ -38,10 +41,16 @@ def _steps():
     from nextday.steps.backtest import run_backtest
     from nextday.steps.calibrate import run_calibrate
     from nextday.steps.export import run_export
+    from nextday.steps.live import run_live
     from nextday.steps.main import run_main
     from nextday.steps.monitor import run_monitor
     from nextday.steps.prepare import run_prepare
-    from nextday.steps.registry_commands import run_download, run_promote, run_rollback
+    from nextday.steps.registry_commands import (
+        run_download,
+        run_promote,
+        run_rollback,
+        run_versions,
+    )
     from nextday.steps.train import run_train
     from nextday.steps.tune import run_tune
 
@@ -53,7 +62,9 @@ def _steps():
         "export": run_export,
         "backtest": run_backtest,
         "monitor": run_monitor,
+        "live": run_live,
         "main": run_main,
+        "versions": run_versions,
         "promote": run_promote,
         "rollback": run_rollback,
         "download": run_download,

@@ -355,6 +355,10 @@ def _pg_dtype(column: sa.Column) -> str:
         return ">i4"
     if isinstance(column.type, sa.Boolean):
         return "u1"
+    if isinstance(column.type, sa.BigInteger):
+        return ">i8"
+    if isinstance(column.type, sa.Integer):
+        return ">i4"
     return ">f8"
 
 
@@ -368,5 +372,9 @@ def _pg_values(column: sa.Column, values: pd.Series) -> np.ndarray:
         return (stamps - epoch).astype(np.int64)
     if isinstance(column.type, sa.Boolean):
         return values.astype(bool).to_numpy().astype(np.uint8)
+    if isinstance(column.type, sa.Integer):
+        if values.isna().any():
+            raise ValueError(f"column {column.name!r} has missing values")
+        return values.to_numpy(dtype=np.int64)
     numbers = values.to_numpy(dtype=float)
     return np.where(np.isfinite(numbers), numbers, np.nan)

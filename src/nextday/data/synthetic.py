@@ -42,6 +42,22 @@ class SignalStrength:
 
 
 @dataclass(frozen=True)
+class RegimeChange:
+    """From trading day `day` on, the market stays in `regime` with `vol_scale` times its usual
+    volatility: a planted break for the monitor to find (the live simulation's crash)."""
+
+    day: int
+    regime: str = "bear"
+    vol_scale: float = 2.0
+
+    def __post_init__(self):
+        if self.regime not in REGIMES:
+            raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
+        if self.day < 0 or self.vol_scale <= 0:
+            raise ValueError(f"need day >= 0 and vol_scale > 0, got {self.day}, {self.vol_scale}")
+
+
+@dataclass(frozen=True)
 class MarketSpec:
     n_symbols: int = 200
     years: float = 5
@@ -49,6 +65,7 @@ class MarketSpec:
     start_date: str = "2019-01-02"
     n_sectors: int = 10
     signal: SignalStrength = SignalStrength()
+    change: RegimeChange | None = None
 
     @property
     def n_days(self) -> int:
@@ -92,13 +109,18 @@ def spec_from_config(cfg) -> MarketSpec:
     )
 
 
-def generate_market(spec: MarketSpec) -> RawMarket:
-    """Simulate the market described by `spec`; the same spec gives the same data."""
+def generate_market(spec: MarketSpec, path_seed: int | None = None) -> RawMarket:
+    """Simulate the market described by `spec`; the same spec gives the same data.
+
+    `path_seed` draws another stretch of the same market: the symbols and their betas,
+    sectors and volatilities come from `spec.seed` (the generator's first draws), everything
+    after them from `path_seed` (see nextday.monitoring.live).
+    """
     if spec.n_symbols < 2:
         raise ValueError(f"data.n_symbols must be at least 2, got {spec.n_symbols}")
     if spec.n_days < 2 * QUARTER_DAYS:
         raise ValueError(f"data.years must give at least 126 trading days, got {spec.n_days}")
-    return _Simulation(spec).run()
+    return _Simulation(spec, path_seed).run()
 
 
 def _student_t(rng: np.random.Generator, size, dof: float) -> np.ndarray:
@@ -127,8 +149,9 @@ def _tickers(rng: np.random.Generator, n: int) -> list[str]:
 
 
 class _Simulation:
-    def __init__(self, spec: MarketSpec):
+    def __init__(self, spec: MarketSpec, path_seed: int | None = None):
         self.spec = spec
+        self.path_seed = path_seed
         self.rng = np.random.default_rng(spec.seed)
         self.n = spec.n_symbols
         self.t = spec.n_days
@@ -141,6 +164,8 @@ class _Simulation:
         beta = np.clip(rng.normal(1.0, 0.3, n), 0.3, 1.9)
         gamma = np.clip(rng.normal(1.0, 0.3, n), 0.2, 1.8)
         idio_vol = np.exp(rng.normal(np.log(0.016), 0.3, n))
+        if self.path_seed is not None:
+            self.rng = rng = np.random.default_rng(self.path_seed)
 
         regimes = self._regimes(t)
         calendar = self._earnings_calendar(n, t)
@@ -176,7 +201,11 @@ class _Simulation:
         cumulative = REGIME_TRANSITION.cumsum(axis=1)
         for day in range(1, t):
             states[day] = int(np.searchsorted(cumulative[states[day - 1]], draws[day]))
-        return np.minimum(states, 2)
+        states = np.minimum(states, 2)
+        change = self.spec.change
+        if change is not None:
+            states[change.day :] = REGIMES.index(change.regime)
+        return states
 
     def _earnings_calendar(self, n: int, t: int) -> np.ndarray:
         """Boolean [t, n]: symbol i reports between close d and open d+1 (an earnings sample)."""
@@ -270,8 +299,12 @@ class _Simulation:
         )
         z_j = _student_t(rng, (t, n), T_DOF_FACTOR)
 
+        change = self.spec.change
+        scale = np.ones(t + 1)
+        if change is not None:
+            scale[change.day :] = change.vol_scale
         for day in range(t):
-            regime_vol = REGIME_VOL[regimes[day]]
+            regime_vol = REGIME_VOL[regimes[day]] * scale[day]
             shock_m = np.sqrt(var_m) * regime_vol * z_m[day]
             shock_s = np.sqrt(var_s) * regime_vol * z_s[day]
             shock_e = np.sqrt(var_e) * z_e[day]
@@ -303,8 +336,10 @@ class _Simulation:
 
             # Truth of r[day+1] given everything known at close `day` (the regime included).
             regime_probs = REGIME_TRANSITION[regimes[day]]
+            if change is not None and day + 1 >= change.day:
+                regime_probs = np.eye(len(REGIMES))[REGIMES.index(change.regime)]
             expected_drift = regime_probs @ REGIME_DRIFT
-            expected_vol2 = regime_probs @ REGIME_VOL**2
+            expected_vol2 = regime_probs @ REGIME_VOL**2 * scale[day + 1] ** 2
             truth_mean[day] = (
                 alpha_next + beta * expected_drift + np.where(pending, pending_jump, 0)
             )

@@ -45,7 +45,7 @@ class ModelData:
     dropped_without_window: int
 
 
-def _row_filter(frame: pd.DataFrame, which: str) -> np.ndarray:
+def row_filter(frame: pd.DataFrame, which: str) -> np.ndarray:
     if which == "all":
         return np.ones(len(frame), dtype=bool)
     earnings = frame["is_earnings"].to_numpy(dtype=bool)
@@ -75,7 +75,7 @@ def arrange(spec: ModelSpec, dataset: pd.DataFrame, truth: pd.DataFrame | None =
         return features[index[rows]] if index is not None else features[rows]
 
     def fit_rows(segment: str) -> np.ndarray:
-        return np.flatnonzero((split == segment) & _row_filter(frame, spec.train_rows) & has_window)
+        return np.flatnonzero((split == segment) & row_filter(frame, spec.train_rows) & has_window)
 
     train_rows, val_rows = fit_rows("train"), fit_rows("val")
     if len(train_rows) == 0 or len(val_rows) == 0:
@@ -88,7 +88,7 @@ def arrange(spec: ModelSpec, dataset: pd.DataFrame, truth: pd.DataFrame | None =
     keep = ["symbol", "date", "label", "is_earnings", *(["true_mean"] if truth is not None else [])]
     for segment in SEGMENTS:
         rows = np.flatnonzero(
-            (split == segment) & _row_filter(frame, spec.evaluate_rows) & has_window
+            (split == segment) & row_filter(frame, spec.evaluate_rows) & has_window
         )
         judged[segment] = Segment(
             rows=frame.loc[rows, keep].reset_index(drop=True), x=inputs(rows), flat=features[rows]

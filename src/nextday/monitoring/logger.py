@@ -31,10 +31,11 @@ class PredictionLogger:
         max_buffer: int = 200_000,
         interval: float = 1.0,
         background: bool = True,
+        password_env: str | None = None,
     ) -> None:
         from nextday.data.store import Store
 
-        self.store = Store(store_url)
+        self.store = Store(store_url, password_env=password_env)
         self._tables_ready = False  # created at the first write (the database may be away now)
         self.batch_rows, self.max_buffer, self.interval = batch_rows, max_buffer, interval
         self.written = self.dropped = self.failures = 0

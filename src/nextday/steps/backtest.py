@@ -23,6 +23,7 @@ from nextday.evaluation.metrics import daily_ic, point_metrics, prefixed
 from nextday.models.spec import ModelSpec, model_spec
 from nextday.reports import html as html_page
 from nextday.steps.inputs import load_prepared, model_uri
+from nextday.steps.prepare import open_store
 from nextday.tracking import INPUT_TAG, artifact_dir, step_run
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def run_backtest(cfg: DictConfig) -> str:
         mlflow.set_tags(
             {
                 f"{INPUT_TAG}prepare": prepare_id,
+                f"{INPUT_TAG}export": inference.metadata["runs"]["export"],
                 "nextday.backtest.model": uri,
                 "nextday.backtest.version": str(inference.version),
                 "nextday.backtest.mode": str(settings.mode),
@@ -162,12 +164,11 @@ def _baselines(cfg, spec, data):
 
 def _point_in_time(cfg, spec, rows: pd.DataFrame, dataset: pd.DataFrame) -> pd.DataFrame:
     """The leak guard on sampled dates, against the raw data in the store."""
-    from nextday.data.store import Store
 
     dates = np.sort(rows["date"].unique())
     picks = dates[np.linspace(0, len(dates) - 1, int(cfg.backtest.guard.dates)).astype(int)]
     symbols = list(rows["symbol"].unique())
-    store = Store(str(cfg.store.url))
+    store = open_store(cfg)
     last = pd.Timestamp(picks.max())
     ohlcv = store.read("ohlcv", "ts <= :last", {"last": last.to_pydatetime()})
     ohlcv = ohlcv[ohlcv["symbol"].isin(set(dataset["symbol"].unique()))]
@@ -380,7 +381,6 @@ def _html(
 
 
 def _write_predictions(cfg, rows: pd.DataFrame, inference) -> None:
-    from nextday.data.store import Store
 
     frame = pd.DataFrame(
         {
@@ -399,5 +399,5 @@ def _write_predictions(cfg, rows: pd.DataFrame, inference) -> None:
             "created_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
         }
     )
-    written = Store(str(cfg.store.url)).upsert("model_predictions", frame)
+    written = open_store(cfg).upsert("model_predictions", frame)
     log.info("backtest: %d predictions upserted into model_predictions", written)

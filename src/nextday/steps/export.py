@@ -182,7 +182,9 @@ def run_export(cfg: DictConfig) -> str:
             float(settings.gate.significance),
         )
 
-        files["reference"] = _write_reference(folder, spec, data, outputs, metrics)
+        files["reference"] = _write_reference(
+            folder, spec, data, outputs, metrics, int(cfg.monitor.drift_days)
+        )
         meta = metadata.build(
             registered_model=registered,
             version=version,
@@ -272,18 +274,26 @@ def run_export(cfg: DictConfig) -> str:
 REFERENCE = "reference.json"
 
 
-def _write_reference(folder: Path, spec, data, outputs, metrics) -> str:
+def _write_reference(folder: Path, spec, data, outputs, metrics, drift_days: int) -> str:
     """What the monitor compares live traffic with: each feature's distribution on the
-    training rows and the served prediction's on the validation rows, and the validation MAE
-    and coverage."""
+    training rows the model serves and the served prediction's on the validation rows, the
+    PSI of every `drift_days` window of those periods (each one's natural spread), and the
+    validation MAE and coverage."""
     from nextday.monitoring import drift
+
+    train, val = data.judged["train"], data.judged["val"]
+
+    def described(values: np.ndarray, dates: np.ndarray, seed: int = 0) -> dict:
+        ref = drift.reference(values, seed=seed)
+        return ref | {"window_psi": drift.window_psi(ref, values, dates, drift_days)}
 
     reference = {
         "features": {
-            name: drift.reference(data.train_flat[:, i], seed=i)
+            name: described(train.flat[:, i], train.dates, seed=i)
             for i, name in enumerate(spec.features)
         },
-        "prediction": drift.reference(outputs["val"]["prediction"]),
+        "prediction": described(outputs["val"]["prediction"], val.dates),
+        "window_days": drift_days,
         "val_mae": metrics["val_mae"],
         "val_coverage_80": metrics["val_coverage_80"],
     }
@@ -307,11 +317,13 @@ def _log_pyfunc(folder: Path, spec, example_x: np.ndarray, meta: dict):
     from mlflow.types import ColSpec, Schema
 
     from nextday.inference import served_model
-    from nextday.inference.pyfunc import EXPORT_ARTIFACT
+    from nextday.inference.pyfunc import EXPORT_ARTIFACT, KEY_COLUMNS
 
     columns = meta["input_columns"]
+    # the optional keys: a request that sends them gets its predictions logged (see pyfunc)
+    keys = [ColSpec("string", name, required=False) for name in KEY_COLUMNS]
     signature = ModelSignature(
-        inputs=Schema([ColSpec("double", c) for c in columns]),
+        inputs=Schema([ColSpec("double", c) for c in columns] + keys),
         outputs=Schema([ColSpec("double", c) for c in meta["outputs"]]),
     )
     example = pd.DataFrame(

@@ -2,63 +2,162 @@
 
 Prepare, then for both models (normal, then earnings): train, calibrate, export (register,
 promote if the gate passes) and backtest the exported version.
+
+A step already run with the same inputs, config and code is reused, not redone (as MLflow's
+multistep example does): each step's run carries a `nextday.reuse_key`, the hash of the step,
+its model, the config groups it reads, the run ids it consumes and the package's source; a
+FINISHED run with the key is taken as it is. `reuse=false` runs everything again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
 import mlflow
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nextday.config import compose
-from nextday.steps.backtest import run_backtest
-from nextday.steps.calibrate import run_calibrate
-from nextday.steps.export import run_export
-from nextday.steps.prepare import run_prepare
-from nextday.steps.train import run_train
 from nextday.tracking import step_run
 
 log = logging.getLogger(__name__)
 
 MODELS = ("normal", "earnings")
+REUSE_TAG = "nextday.reuse_key"
+# the config groups each step reads (model steps: the model's spec reads model, arch and
+# train); upstream changes reach a step through the input run ids
+MODEL_SPEC = ("model", "arch", "train")
+STEP_CONFIG = {
+    "prepare": ("data", "quality", "features", "split", "store"),
+    "train": MODEL_SPEC,
+    "calibrate": (*MODEL_SPEC, "calibrate"),
+    "export": (*MODEL_SPEC, "export", "monitor", "data"),
+    "backtest": (*MODEL_SPEC, "backtest", "features", "split", "store"),
+}
+
+
+def code_fingerprint() -> str:
+    """A hash of the package's source files: a changed line means a step is run again."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def reuse_key(step: str, cfg: DictConfig, inputs: dict[str, str], code: str) -> str:
+    settings = {
+        group: OmegaConf.to_container(cfg[group], resolve=True) for group in STEP_CONFIG[step]
+    }
+    payload = {"step": step, "config": settings, "inputs": inputs, "code": code}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Chain:
+    """Runs steps under the parent run, or finds the run that already did the same work."""
+
+    def __init__(self, parent, reuse: bool, store_has_data: Callable[[], bool]):
+        self.client = mlflow.MlflowClient()
+        self.experiment_id = parent.info.experiment_id
+        self.reuse = reuse
+        self.store_has_data = store_has_data
+        self.code = code_fingerprint()
+        self.reused: dict[str, str] = {}
+
+    def step(
+        self,
+        name: str,
+        label: str,
+        run: Callable[[DictConfig], str],
+        cfg: DictConfig,
+        inputs: dict[str, str],
+    ) -> str:
+        key = reuse_key(name, cfg, inputs, self.code)
+        found = self._finished(key) if self.reuse else None
+        if found is not None and (name != "prepare" or self.store_has_data()):
+            log.info("main: %s reused: run %s had the same inputs, config and code", label, found)
+            self.reused[label] = found
+            return found
+        run_id = run(cfg)
+        self.client.set_tag(run_id, REUSE_TAG, key)
+        return run_id
+
+    def _finished(self, key: str) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{REUSE_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
 
 
 def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, str]:
-    """Run every step in order under one parent run; return the step -> run id map.
+    """Run (or reuse) every step in order under one parent run; return the step -> run id
+    map.
 
     `overrides` are the user's Hydra overrides; each model's steps compose them with
     `model=<name>` (the user's `model.*` keys still apply to both models).
     """
+    from nextday.steps.backtest import run_backtest
+    from nextday.steps.calibrate import run_calibrate
+    from nextday.steps.export import run_export
+    from nextday.steps.prepare import open_store, run_prepare
+    from nextday.steps.train import run_train
+
     overrides = [o for o in (overrides or []) if not o.startswith("model=")]
     with step_run(cfg, "main") as parent:
-        runs = {"prepare": run_prepare(cfg)}
+        chain = Chain(parent, bool(cfg.reuse), lambda: open_store(cfg).count("ohlcv") > 0)
+        runs = {"prepare": chain.step("prepare", "prepare", run_prepare, cfg, {})}
         for model in MODELS:
-            model_cfg = compose(
-                [*overrides, f"model={model}", f"inputs.prepare_run_id={runs['prepare']}"]
+
+            def configured(*extra: str) -> DictConfig:
+                return compose([*overrides, f"model={model}", *extra])  # noqa: B023
+
+            inputs = {"prepare": runs["prepare"]}
+            runs[f"train.{model}"] = chain.step(
+                "train",
+                f"train.{model}",
+                run_train,
+                configured(f"inputs.prepare_run_id={runs['prepare']}"),
+                inputs,
             )
-            runs[f"train.{model}"] = run_train(model_cfg)
-            calibrate_cfg = compose(
-                [*overrides, f"model={model}", f"inputs.model_run_id={runs[f'train.{model}']}"]
+            inputs = {"train": runs[f"train.{model}"]}
+            runs[f"calibrate.{model}"] = chain.step(
+                "calibrate",
+                f"calibrate.{model}",
+                run_calibrate,
+                configured(f"inputs.model_run_id={runs[f'train.{model}']}"),
+                inputs,
             )
-            runs[f"calibrate.{model}"] = run_calibrate(calibrate_cfg)
-            export_cfg = compose(
-                [
-                    *overrides,
-                    f"model={model}",
-                    f"inputs.calibrate_run_id={runs[f'calibrate.{model}']}",
-                ]
+            inputs = {"calibrate": runs[f"calibrate.{model}"]}
+            runs[f"export.{model}"] = chain.step(
+                "export",
+                f"export.{model}",
+                run_export,
+                configured(f"inputs.calibrate_run_id={runs[f'calibrate.{model}']}"),
+                inputs,
             )
-            runs[f"export.{model}"] = run_export(export_cfg)
             # the version just exported, promoted or not: its walk-forward record
-            backtest_cfg = compose(
-                [
-                    *overrides,
-                    f"model={model}",
-                    f"backtest.model=runs:/{runs[f'export.{model}']}/model",
-                ]
+            model_uri = f"runs:/{runs[f'export.{model}']}/model"
+            runs[f"backtest.{model}"] = chain.step(
+                "backtest",
+                f"backtest.{model}",
+                run_backtest,
+                configured(f"backtest.model={model_uri}"),
+                {"export": runs[f"export.{model}"]},
             )
-            runs[f"backtest.{model}"] = run_backtest(backtest_cfg)
         mlflow.set_tags({f"nextday.run.{step}": run_id for step, run_id in runs.items()})
-        log.info("main: %s (parent run %s)", runs, parent.info.run_id)
+        mlflow.set_tag("nextday.reused", ", ".join(chain.reused) if chain.reused else "none")
+        done = [label for label in runs if label not in chain.reused]
+        log.info(
+            "main: ran %s; reused %s (parent run %s)",
+            ", ".join(done) or "nothing",
+            ", ".join(chain.reused) or "nothing",
+            parent.info.run_id,
+        )
         return runs

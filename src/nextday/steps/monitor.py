@@ -24,7 +24,8 @@ from nextday.models.spec import model_spec
 from nextday.monitoring import drift
 from nextday.reports import html as html_page
 from nextday.steps.inputs import model_uri
-from nextday.tracking import artifact_dir, step_run
+from nextday.steps.prepare import open_store
+from nextday.tracking import INPUT_TAG, artifact_dir, step_run
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def alerts(summary: dict, drifted: pd.DataFrame, settings) -> list[dict]:
         out.append(
             {
                 "kind": "calibration",
-                "message": f"coverage of the 80% interval over {settings.window_days} days is "
+                "message": f"coverage of the 80% interval over {settings.coverage_days} days is "
                 f"{coverage:.3f}, outside {low}-{high}",
                 "value": coverage,
                 "limit": low if coverage < low else high,
@@ -83,11 +84,11 @@ def alerts(summary: dict, drifted: pd.DataFrame, settings) -> list[dict]:
         out.append(
             {
                 "kind": "prediction drift" if row.feature == "prediction" else "feature drift",
-                "message": f"{row.feature}: PSI {row.psi:.3f} > {settings.psi_limit} and KS "
-                f"p = {row.ks_p:.2g} < {settings.ks_pvalue} over the last {settings.drift_days} "
-                "days, against the training reference",
+                "message": f"{row.feature}: PSI {row.psi:.3f} > its limit {row.psi_limit:.3f} "
+                f"and KS p = {row.ks_p:.2g} < {settings.ks_pvalue} over the last "
+                f"{settings.drift_days} days, against the training reference",
                 "value": row.psi,
-                "limit": float(settings.psi_limit),
+                "limit": row.psi_limit,
             }
         )
     return out
@@ -117,12 +118,21 @@ def drift_table(store: Store, predictions: pd.DataFrame, reference: dict, settin
             {
                 "feature": name,
                 "psi": drift.psi(ref, data),
+                "psi_limit": psi_limit(ref, settings),
                 "ks_stat": statistic,
                 "ks_p": p_value,
                 "rows": int(np.isfinite(data).sum()),
             }
         )
     return pd.DataFrame(rows)
+
+
+def psi_limit(ref: dict, settings) -> float:
+    """A feature's drift limit: `window_margin` times the largest PSI any window of its
+    training period showed against the whole period (its natural spread), and at least
+    `psi_limit`. A reference without windows (older exports) gets `psi_limit`."""
+    windows = ref.get("window_psi") or [0.0]
+    return max(float(settings.psi_limit), float(settings.window_margin) * max(windows))
 
 
 def run_monitor(cfg: DictConfig) -> str:
@@ -133,15 +143,28 @@ def run_monitor(cfg: DictConfig) -> str:
     with step_run(cfg, "monitor", model=name) as run, artifact_dir(cfg) as out:
         uri = model_uri(cfg, name, settings.model)
         model = ModelInference(uri, device="cpu")
+        if "reference" not in model.metadata["files"]:
+            raise ValueError(
+                f"{model.name} version {model.version} was exported without the training "
+                "reference (reference.json) the monitor compares with: export it again"
+            )
         reference = json.loads((model.folder / model.metadata["files"]["reference"]).read_text())
-        mlflow.set_tags({"nextday.monitor.model": uri, "nextday.monitor.version": model.version})
-        store = Store(str(cfg.store.url))
+        mlflow.set_tags(
+            {
+                "nextday.monitor.model": uri,
+                "nextday.monitor.version": model.version,
+                f"{INPUT_TAG}export": model.metadata["runs"]["export"],
+            }
+        )
+        store = open_store(cfg)
         store.create()
         predictions = store.read(
             "model_predictions",
             "model_name = :name and model_version = :version",
             {"name": model.name, "version": str(model.version)},
         )
+        if settings.as_of is not None:  # replay: what the monitor knew on that date
+            predictions = predictions[predictions["ts"] < pd.Timestamp(str(settings.as_of))]
         if predictions.empty:
             raise ValueError(
                 f"no logged predictions of {model.name} version {model.version} in the store: "
@@ -151,7 +174,7 @@ def run_monitor(cfg: DictConfig) -> str:
         before = int(predictions["actual"].notna().sum())
         predictions = fill_actuals(store, predictions)
         store.upsert("model_predictions", predictions)
-        daily = _daily(predictions, int(settings.window_days))
+        daily = _daily(predictions, int(settings.window_days), int(settings.coverage_days))
         judged = daily.dropna(subset=["mae"])
         summary = {
             "rows": len(predictions),
@@ -168,14 +191,22 @@ def run_monitor(cfg: DictConfig) -> str:
         enough = table["rows"] >= int(settings.min_rows)
         drifted = table[
             enough
-            & (table["psi"] > float(settings.psi_limit))
+            & (table["psi"] > table["psi_limit"])
             & (table["ks_p"] < float(settings.ks_pvalue))
         ]
         raised = alerts(summary, drifted, settings)
         run_ts = pd.Timestamp.now().floor("s")
+        if reference.get("window_days", settings.drift_days) != settings.drift_days:
+            log.warning(
+                "monitor: drift_days=%s but the export measured its windows over %s days: "
+                "the per-feature limits fit the export's window",
+                settings.drift_days, reference["window_days"],
+            )  # fmt: skip
         store.upsert(
             "model_drift",
-            table.assign(run_ts=run_ts, model_name=model.name, model_version=str(model.version)),
+            table.drop(columns="psi_limit").assign(
+                run_ts=run_ts, model_name=model.name, model_version=str(model.version)
+            ),
         )
         metrics = {f"monitor_{k}": float(v) for k, v in summary.items() if np.isfinite(v)}
         metrics["monitor_psi_max"] = float(table["psi"].max())
@@ -207,7 +238,7 @@ def run_monitor(cfg: DictConfig) -> str:
         return run.info.run_id
 
 
-def _daily(predictions: pd.DataFrame, window: int) -> pd.DataFrame:
+def _daily(predictions: pd.DataFrame, window: int, coverage_window: int) -> pd.DataFrame:
     frame = predictions.assign(
         ts=pd.to_datetime(predictions["ts"]),
         abs_error=predictions["error"].abs(),
@@ -229,7 +260,7 @@ def _daily(predictions: pd.DataFrame, window: int) -> pd.DataFrame:
     )
     judged = daily.dropna(subset=["mae"])
     daily["rolling_mae"] = judged["mae"].rolling(window, min_periods=1).mean()
-    daily["rolling_coverage"] = judged["coverage"].rolling(window, min_periods=1).mean()
+    daily["rolling_coverage"] = judged["coverage"].rolling(coverage_window, min_periods=1).mean()
     return daily
 
 
@@ -271,13 +302,14 @@ def _plots(predictions, daily, table, summary, settings, folder: Path) -> list[P
     right.plot(daily["rolling_coverage"])
     low, high = settings.coverage_band
     right.axhspan(low, high, color="tab:green", alpha=0.15)
-    right.set(title="coverage of the 80% interval", ylim=(0, 1))
+    right.set(title=f"coverage of the 80% interval ({settings.coverage_days} days)", ylim=(0, 1))
     save(figure, "latency_coverage.png")
     figure, axis = plt.subplots(figsize=(9, 4))
     ordered = table.sort_values("psi")
     axis.barh(ordered["feature"], ordered["psi"])
-    axis.axvline(float(settings.psi_limit), color="tab:red", linestyle=":")
-    axis.set(title="drift: PSI against the training reference", xlabel="PSI")
+    axis.scatter(ordered["psi_limit"], ordered["feature"], color="tab:red", marker="|", s=200)
+    axis.set(title="drift: PSI against the training reference (| = limit)", xlabel="PSI")
+    axis.set_xscale("symlog", linthresh=0.1)
     save(figure, "drift.png")
     return paths
 

@@ -1,5 +1,6 @@
-"""`promote`, `rollback` and `download`: the registry by hand.
+"""`versions`, `promote`, `rollback` and `download`: the registry by hand.
 
+python -m nextday versions                           # every version of both models
 python -m nextday promote model=normal version=3
 python -m nextday rollback model=normal              # back to the previous production
 python -m nextday download model=normal alias=production
@@ -11,6 +12,7 @@ import logging
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from omegaconf import DictConfig
 
 from nextday.export import registry
@@ -52,3 +54,51 @@ def run_download(cfg: DictConfig) -> Path:
     log.info("download: %s version %s -> %s (checksums verified)", name, version.version, path)
     print(path)
     return path
+
+
+def run_versions(cfg: DictConfig) -> pd.DataFrame:
+    """Print every version of the registered models: aliases, stage, the gate's decision and
+    the test MAE beside the zero predictor's."""
+    configure(cfg)
+    client = mlflow.MlflowClient()
+    prefix = str(cfg.export.registered_model_prefix)
+    rows = []
+    for model in client.search_registered_models(f"name LIKE '{prefix}%'"):
+        for found in client.search_model_versions(f"name = '{model.name}'"):
+            # the search leaves aliases out: fetch each version whole
+            version = client.get_model_version(model.name, found.version)
+            tags = version.tags
+            rows.append(
+                {
+                    "model": model.name,
+                    "version": int(version.version),
+                    "aliases": ",".join(version.aliases) or "-",
+                    "stage": "-"
+                    if version.current_stage in (None, "None")
+                    else version.current_stage,
+                    "test_mae": tags.get("metric.test_mae", "-"),
+                    "zero_mae": tags.get("metric.baseline_zero_test_mae", "-"),
+                    "promoted": tags.get("nextday.promotion_reason", "-"),
+                    "gate": tags.get(registry.GATE_TAG, "-"),
+                }
+            )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "version",
+            "aliases",
+            "stage",
+            "test_mae",
+            "zero_mae",
+            "promoted",
+            "gate",
+        ],
+    )
+    if table.empty:
+        print(f"no registered model named {prefix}*: run `python -m nextday main` first")
+    else:
+        table = table.sort_values(["model", "version"])
+        with pd.option_context("display.max_colwidth", 90, "display.width", 200):
+            print(table.to_string(index=False))
+    return table

@@ -1,0 +1,151 @@
+"""A simulated live period: the built-in market continued past the training data, with a
+regime change, served and logged; the monitor stays quiet before the change and raises
+accuracy, calibration and drift alerts after it."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import quick_root
+from nextday.data.schema import RawMarket
+from nextday.data.store import Store
+from nextday.data.synthetic import MarketSpec, RegimeChange, generate_market
+from nextday.monitoring.live import BURN_IN, continue_market
+
+SPEC = MarketSpec(n_symbols=12, years=1)
+
+
+def _returns(ohlcv: pd.DataFrame) -> pd.Series:
+    bars = ohlcv.sort_values(["symbol", "ts"])
+    return bars.groupby("symbol")["close"].pct_change()
+
+
+def test_a_regime_change_leaves_the_path_before_it_alone():
+    plain = generate_market(SPEC)
+    changed = generate_market(
+        MarketSpec(n_symbols=12, years=1, change=RegimeChange(day=150, vol_scale=3.0))
+    )
+    before = plain.ohlcv["ts"] < plain.regimes["ts"][150]
+    # (high and low are scaled by each symbol's typical move over the whole path)
+    columns = ["symbol", "ts", "open", "close", "volume"]
+    pd.testing.assert_frame_equal(
+        plain.ohlcv.loc[before, columns], changed.ohlcv.loc[before, columns]
+    )
+    assert (changed.regimes["regime"][150:] == "bear").all()
+    after = ~before
+    ratio = _returns(changed.ohlcv)[after].std() / _returns(plain.ohlcv)[after].std()
+    assert ratio > 2.0, ratio
+    with pytest.raises(ValueError, match="regime must be one of"):
+        RegimeChange(day=3, regime="crash")
+
+
+def test_the_continued_market_carries_on_from_the_history():
+    history = generate_market(SPEC)
+    last = history.ohlcv["ts"].max()
+    live = continue_market(SPEC, history, days=40)
+    assert set(live.ohlcv["symbol"]) == set(history.ohlcv["symbol"])
+    dates = np.sort(live.ohlcv["ts"].unique())
+    assert len(dates) == 40 and pd.Timestamp(dates[0]) == pd.bdate_range(last, periods=2)[1]
+    # the first live return is an ordinary day's move from the last stored close
+    joined = pd.concat([history.ohlcv[history.ohlcv["ts"] == last], live.ohlcv], ignore_index=True)
+    first = _returns(joined)[joined["ts"] == dates[0]]
+    assert first.abs().max() < 0.25, first.abs().max()
+    # and the live stretch is neither calmer nor wilder than the history (no seam)
+    ratio = _returns(live.ohlcv).std() / _returns(history.ohlcv).std()
+    assert 0.6 < ratio < 1.6, ratio
+    volume = live.ohlcv["volume"].mean() / history.ohlcv["volume"].mean()
+    assert 0.6 < volume < 1.6, volume
+    assert (pd.to_datetime(live.earnings["session_date"]) > last).all()
+    # a fixed config gives the same period; the change counts live days
+    again = continue_market(SPEC, history, days=40)
+    pd.testing.assert_frame_equal(live.ohlcv, again.ohlcv)
+    crash = continue_market(SPEC, history, days=40, change=RegimeChange(day=20))
+    assert list(crash.regimes["regime"][20:].unique()) == ["bear"]
+    early = live.ohlcv["ts"] < dates[20]
+    pd.testing.assert_frame_equal(
+        crash.ohlcv.loc[early, ["symbol", "ts", "close"]],
+        live.ohlcv.loc[early, ["symbol", "ts", "close"]],
+    )
+
+
+def test_continuing_needs_the_burn_in_of_history():
+    history = generate_market(SPEC)
+    short = RawMarket(
+        ohlcv=history.ohlcv[history.ohlcv["symbol"] != history.ohlcv["symbol"].iloc[0]],
+        earnings=history.earnings,
+        source="synthetic",
+    )
+    with pytest.raises(ValueError, match="no bars of symbols"):
+        continue_market(SPEC, short, days=10)
+    assert BURN_IN >= 60
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The quick pipeline for the normal model, then 60 live days with a crash (bear, twice
+    the volatility) from live day 30, every prediction logged."""
+    from nextday.steps.calibrate import run_calibrate
+    from nextday.steps.export import run_export
+    from nextday.steps.live import run_live
+    from nextday.steps.prepare import run_prepare
+    from nextday.steps.train import run_train
+
+    root = tmp_path_factory.mktemp("live")
+    with quick_root(root) as cfg:
+        run_prepare(cfg())
+        run_train(cfg())
+        run_calibrate(cfg())
+        run_export(cfg())
+        live_run = mlflow.get_run(
+            run_live(cfg("live.days=60", "live.change.after_days=30", "live.change.vol_scale=2"))
+        )
+        yield cfg, live_run
+
+
+def test_live_logs_every_served_prediction(served):
+    cfg, run = served
+    store = Store(str(cfg().store.url))
+    first = pd.Timestamp(run.data.tags["nextday.live.first_date"])
+    logged = store.read("model_predictions", "ts >= :first", {"first": first.date()})
+    bars = store.read("ohlcv", "source = 'synthetic-live'")
+    features = store.read("feature_history", "ts >= :first", {"first": first.date()})
+    assert bars["ts"].nunique() == 60 and logged["ts"].nunique() == 60
+    # the normal model serves the ordinary days: every live row without an earnings report
+    served_rows = features[~features["is_earnings"].astype(bool)]
+    assert len(logged) == len(served_rows) == run.data.metrics["live_predictions"]
+    assert logged[["predicted", "p10", "p90", "latency_ms"]].notna().all().all()
+    assert (logged["p10"] <= logged["p90"]).all()
+    assert run.data.tags["nextday.live.change"].startswith("bear x2.0 volatility from")
+
+
+def test_monitor_is_quiet_before_the_change_and_alerts_after_it(served):
+    from nextday.steps.monitor import run_monitor
+
+    cfg, run = served
+    change = pd.Timestamp(run.data.tags["nextday.live.change"].rsplit(" ", 1)[-1])
+    quiet = mlflow.get_run(run_monitor(cfg(f"monitor.as_of={change.date()}")))
+    report = mlflow.artifacts.load_dict(f"runs:/{quiet.info.run_id}/monitor/alerts.json")
+    assert report == {"alerts": [], "recommendation": None}, report
+    assert quiet.data.tags["nextday.monitor.alerts"] == "none"
+
+    loud = mlflow.get_run(run_monitor(cfg()))
+    report = mlflow.artifacts.load_dict(f"runs:/{loud.info.run_id}/monitor/alerts.json")
+    kinds = {a["kind"] for a in report["alerts"]}
+    assert {"accuracy", "feature drift"} <= kinds, kinds
+    drifted = {a["message"].split(":")[0] for a in report["alerts"] if a["kind"] == "feature drift"}
+    assert {"vol_20d", "atr_14_pct"} <= drifted, drifted
+    assert report["recommendation"].startswith("retrain")
+    assert loud.data.metrics["monitor_rolling_mae"] > 1.5 * loud.data.metrics["monitor_val_mae"]
+    # the actuals of live days come from the live bars
+    store = Store(str(cfg().store.url))
+    logged = store.read(
+        "model_predictions", "actual is not null and ts >= :c", {"c": change.date()}
+    )
+    bars = store.read("ohlcv", "source = 'synthetic-live'").sort_values(["symbol", "ts"])
+    bars["next"] = bars.groupby("symbol")["close"].shift(-1) / bars["close"] - 1
+    joined = logged.merge(bars[["symbol", "ts", "next"]], on=["symbol", "ts"])
+    assert len(joined) == len(logged) > 0
+    np.testing.assert_allclose(joined["actual"], joined["next"], rtol=1e-9)
