@@ -43,6 +43,25 @@ def quick_root(root: Path):
         yield lambda *overrides: compose(["experiment=quick", f"paths.root={root}", *overrides])
 
 
+@contextlib.contextmanager
+def stack_folder(prefix: str):
+    """An empty folder for scripts/team_stack.py, removed afterwards. Without PostgreSQL the
+    test is skipped (it fails in CI). Not pytest's tmp_path: as root, PostgreSQL runs as a
+    user that must enter the folder."""
+    try:
+        local_postgres.tool("initdb")
+    except FileNotFoundError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(error))
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def quick_cfg(root):
     return compose(["experiment=quick", f"paths.root={root}"])

@@ -13,7 +13,7 @@ from conftest import quick_root
 from nextday.data.schema import RawMarket
 from nextday.data.store import Store
 from nextday.data.synthetic import MarketSpec, RegimeChange, generate_market
-from nextday.monitoring.live import BURN_IN, continue_market
+from nextday.monitoring.live import continue_market
 
 SPEC = MarketSpec(n_symbols=12, years=1)
 
@@ -71,7 +71,7 @@ def test_the_continued_market_carries_on_from_the_history():
     )
 
 
-def test_continuing_needs_the_burn_in_of_history():
+def test_continuing_refuses_a_history_of_other_symbols():
     history = generate_market(SPEC)
     short = RawMarket(
         ohlcv=history.ohlcv[history.ohlcv["symbol"] != history.ohlcv["symbol"].iloc[0]],
@@ -80,7 +80,6 @@ def test_continuing_needs_the_burn_in_of_history():
     )
     with pytest.raises(ValueError, match="no bars of symbols"):
         continue_market(SPEC, short, days=10)
-    assert BURN_IN >= 60
 
 
 @pytest.fixture(scope="module")

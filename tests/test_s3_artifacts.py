@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import local_postgres
 import team_stack
+from conftest import stack_folder
 from nextday.inference.model import _session
 
 pytestmark = pytest.mark.postgres
@@ -65,42 +63,28 @@ def deployed():
     """The team stack (mlflow server with artifacts proxied to s3://BUCKET/PREFIX), the quick
     pipeline of the normal model and its export run into it, and the production version
     downloaded."""
-    try:
-        local_postgres.tool("initdb")
-    except FileNotFoundError as error:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(error))
-    # not pytest's tmp_path: as root, PostgreSQL runs as a user that must enter the folder
-    folder = Path(tempfile.mkdtemp(prefix="nextday-s3-"))
-    folder.chmod(0o755)
-    try:
-        with team_stack.running(folder) as stack:
-            aws = team_stack.aws_env(stack.path, stack.s3_endpoint)
-            root = folder / "root"
-            root.mkdir()
-            env = _child_env(
-                {**aws, "MLFLOW_TRACKING_URI": stack.tracking_uri, "NEXTDAY_ROOT": str(root)}
-            )
-            # The steps one by one for the normal model: `main` would also train and calibrate
-            # the earnings model, which this test does not need and which would double its
-            # runtime.
-            for step in ("prepare", "train", "calibrate"):
-                _nextday(env, step, "experiment=quick", "model=normal")
-            # a relaxed gate, so that the version becomes production on this tiny market
-            _nextday(
-                env, "export", "experiment=quick", "model=normal", "export.gate.significance=1.0"
-            )
-            _nextday(env, "download", "experiment=quick", "model=normal", "alias=production")
-            yield {
-                "folder": folder,
-                "root": root,
-                "tracking": stack.tracking_uri,
-                "aws": aws,
-                "s3": team_stack.s3_client(stack),
-            }
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with stack_folder("nextday-s3-") as folder, team_stack.running(folder) as stack:
+        aws = team_stack.aws_env(stack.path, stack.s3_endpoint)
+        root = folder / "root"
+        root.mkdir()
+        env = _child_env(
+            {**aws, "MLFLOW_TRACKING_URI": stack.tracking_uri, "NEXTDAY_ROOT": str(root)}
+        )
+        # The steps one by one for the normal model: `main` would also train and calibrate
+        # the earnings model, which this test does not need and which would double its
+        # runtime.
+        for step in ("prepare", "train", "calibrate"):
+            _nextday(env, step, "experiment=quick", "model=normal")
+        # a relaxed gate, so that the version becomes production on this tiny market
+        _nextday(env, "export", "experiment=quick", "model=normal", "export.gate.significance=1.0")
+        _nextday(env, "download", "experiment=quick", "model=normal", "alias=production")
+        yield {
+            "folder": folder,
+            "root": root,
+            "tracking": stack.tracking_uri,
+            "aws": aws,
+            "s3": team_stack.s3_client(stack),
+        }
 
 
 @pytest.fixture

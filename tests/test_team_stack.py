@@ -8,20 +8,16 @@ bucket, the project's tables in the `nextday` database.
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import mlflow
 import pytest
 import sqlalchemy as sa
 
-import local_postgres
 import team_stack
+from conftest import stack_folder
 
 pytestmark = pytest.mark.postgres
 
@@ -34,20 +30,8 @@ N_SYMBOLS = 30  # experiment=quick
 @pytest.fixture(scope="module")
 def stack():
     """The stack, up in a fresh folder for this module and down after it, even on failure."""
-    try:
-        local_postgres.tool("initdb")
-    except FileNotFoundError as error:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(error))
-    # not pytest's tmp_path: as root, PostgreSQL runs as a user that must enter the folder
-    folder = Path(tempfile.mkdtemp(prefix="nextday-team-"))
-    folder.chmod(0o755)
-    try:
-        with team_stack.running(folder) as running:
-            yield running
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with stack_folder("nextday-team-") as folder, team_stack.running(folder) as running:
+        yield running
 
 
 def _sourced_env(stack: team_stack.Stack) -> dict[str, str]:

@@ -43,13 +43,13 @@ def run_live(cfg: DictConfig) -> str:
     spec = model_spec(cfg)
     with step_run(cfg, "live", model=spec.name) as run:
         uri = model_uri(cfg, spec.name, settings.model)
-        served_model = ModelInference(uri, device="cpu")
-        if served_model.window > 1:
+        model = ModelInference(uri, device="cpu")
+        if model.window > 1:
             raise ValueError(
                 f"{uri} is a sequence model: live serves one feature row per symbol and day, "
                 "not the window of past rows an LSTM takes"
             )
-        runs = served_model.metadata["runs"]
+        runs = model.metadata["runs"]
         prepare_id = runs["prepare"]
         market_spec = _prepared_market(prepare_id)
         store = open_store(cfg)
@@ -74,7 +74,7 @@ def run_live(cfg: DictConfig) -> str:
         logger = PredictionLogger(
             str(cfg.store.url), background=False, password_env=cfg.store.get("password_env")
         )
-        model = ModelInference(uri, device="cpu", logger=logger)
+        model.logger = logger  # from now on every answer is logged, as a service's would be
         served = features[row_filter(features, spec.evaluate_rows)]
         for _, day in served.groupby("ts", sort=True):
             model.predict_batch(

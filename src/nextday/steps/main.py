@@ -113,44 +113,24 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
     with step_run(cfg, "main") as parent:
         chain = Chain(parent, bool(cfg.reuse), lambda: open_store(cfg).count("ohlcv") > 0)
         runs = {"prepare": chain.step("prepare", "prepare", run_prepare, cfg, {})}
+        # each model step: its run function and the override that names its input run
+        # (backtest judges the version just exported, promoted or not)
+        chained = (
+            ("train", run_train, "prepare", "inputs.prepare_run_id={}"),
+            ("calibrate", run_calibrate, "train", "inputs.model_run_id={}"),
+            ("export", run_export, "calibrate", "inputs.calibrate_run_id={}"),
+            ("backtest", run_backtest, "export", "backtest.model=runs:/{}/model"),
+        )
         for model in MODELS:
-
-            def configured(*extra: str) -> DictConfig:
-                return compose([*overrides, f"model={model}", *extra])  # noqa: B023
-
-            inputs = {"prepare": runs["prepare"]}
-            runs[f"train.{model}"] = chain.step(
-                "train",
-                f"train.{model}",
-                run_train,
-                configured(f"inputs.prepare_run_id={runs['prepare']}"),
-                inputs,
-            )
-            inputs = {"train": runs[f"train.{model}"]}
-            runs[f"calibrate.{model}"] = chain.step(
-                "calibrate",
-                f"calibrate.{model}",
-                run_calibrate,
-                configured(f"inputs.model_run_id={runs[f'train.{model}']}"),
-                inputs,
-            )
-            inputs = {"calibrate": runs[f"calibrate.{model}"]}
-            runs[f"export.{model}"] = chain.step(
-                "export",
-                f"export.{model}",
-                run_export,
-                configured(f"inputs.calibrate_run_id={runs[f'calibrate.{model}']}"),
-                inputs,
-            )
-            # the version just exported, promoted or not: its walk-forward record
-            model_uri = f"runs:/{runs[f'export.{model}']}/model"
-            runs[f"backtest.{model}"] = chain.step(
-                "backtest",
-                f"backtest.{model}",
-                run_backtest,
-                configured(f"backtest.model={model_uri}"),
-                {"export": runs[f"export.{model}"]},
-            )
+            for step, run, upstream, input_override in chained:
+                source = runs[upstream if upstream == "prepare" else f"{upstream}.{model}"]
+                runs[f"{step}.{model}"] = chain.step(
+                    step,
+                    f"{step}.{model}",
+                    run,
+                    compose([*overrides, f"model={model}", input_override.format(source)]),
+                    {upstream: source},
+                )
         mlflow.set_tags({f"nextday.run.{step}": run_id for step, run_id in runs.items()})
         mlflow.set_tag("nextday.reused", ", ".join(chain.reused) if chain.reused else "none")
         done = [label for label in runs if label not in chain.reused]
