@@ -1,6 +1,6 @@
 """Training throughput: the project's training path beside a plain `keras.Model.fit`.
 
-Both fit the same network (same spec, scaler, batch size and rows) for the same epochs on one
+Both fit the same network (same spec, feature processor, batch size and rows) for the same epochs on one
 prepared dataset, one after the other in this process; then (unless --no-full) the project's
 `train` step runs to early stopping and its wall time is reported. Prints a table and logs it
 to MLflow (experiment nextday-bench).
@@ -25,7 +25,7 @@ import pandas as pd
 from nextday.config import compose
 from nextday.models.data import arrange
 from nextday.models.networks import build_network, loss_function
-from nextday.models.scaler import Scaler
+from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import model_spec
 from nextday.models.training import fit, seed_everything
 from nextday.steps.inputs import load_prepared
@@ -63,7 +63,7 @@ def main() -> None:
         prepared = load_prepared(prepare_id, Path(folder) / "in")
         spec = model_spec(cfg)
         data = arrange(spec, prepared.dataset, prepared.truth)
-        scaler = Scaler.fit(spec.features, data.train_flat, data.train.y)
+        processor = FeatureProcessor.fit(spec.features, data.train_flat, data.train.y)
         bench_spec = spec.__class__(
             **{**spec.__dict__, "max_epochs": args.epochs, "patience": 10**6}
         )
@@ -72,7 +72,7 @@ def main() -> None:
         def project():
             seed_everything(spec.seed, bool(cfg.train.deterministic))
             fit(
-                build_network(spec, scaler),
+                build_network(spec, processor),
                 bench_spec,
                 data.train,
                 data.val,
@@ -81,7 +81,7 @@ def main() -> None:
 
         def plain():
             seed_everything(spec.seed, bool(cfg.train.deterministic))
-            model = build_network(spec, scaler)
+            model = build_network(spec, processor)
             model.compile(
                 optimizer=keras.optimizers.Adam(spec.learning_rate), loss=loss_function(spec)
             )

@@ -7,7 +7,7 @@ import pytest
 from nextday.config import compose
 from nextday.evaluation import intervals
 from nextday.models.networks import build_network
-from nextday.models.scaler import Scaler
+from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import model_spec
 from nextday.models.training import predict
 from nextday.steps.calibrate import run_calibrate
@@ -121,7 +121,7 @@ def test_calibration_round_trips_through_json(tmp_path):
 def network():
     spec = model_spec(compose(["experiment=quick"]))
     x = np.random.default_rng(0).normal(size=(300, 20)).astype(np.float32)
-    return build_network(spec, Scaler.fit(spec.features, x, x[:, 0] * 0.01)), x
+    return build_network(spec, FeatureProcessor.fit(spec.features, x, x[:, 0] * 0.01)), x
 
 
 def test_mc_passes_and_seed_are_honoured(network):

@@ -17,7 +17,7 @@ from nextday.export.graphs import network_of
 from nextday.inference import ChecksumError, InputError, ModelInference
 from nextday.inference.checks import input_columns, to_array
 from nextday.models.networks import build_network
-from nextday.models.scaler import Scaler
+from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import model_spec
 from nextday.uncertainty.calibration import Calibration
 from nextday.uncertainty.mc_dropout import with_dropout_rate
@@ -43,7 +43,7 @@ def _export(folder, overrides, passes=10):
     spec = model_spec(compose(["experiment=quick", *overrides]))
     rng = np.random.default_rng(0)
     x = rng.normal(0.01, 0.02, size=(400, spec.n_features)).astype(np.float32)
-    model = build_network(spec, Scaler.fit(spec.features, x, x[:, 0]))
+    model = build_network(spec, FeatureProcessor.fit(spec.features, x, x[:, 0]))
     calibration = _calibration(passes)
     files = write_onnx(model, spec, calibration, folder, 1, passes, seed=5, opset=17)
     window = spec.window if spec.arch == "lstm" else 1

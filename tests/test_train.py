@@ -13,7 +13,7 @@ from nextday.config import compose
 from nextday.features import ALL_FEATURES, TECHNICAL_FEATURES
 from nextday.models.data import arrange
 from nextday.models.networks import build_network, transfer_weights
-from nextday.models.scaler import Scaler
+from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import ConfigError, check_dataset_columns, model_spec
 from nextday.models.training import Inputs, fit, predict, seed_everything
 from nextday.models.windows import window_index
@@ -101,24 +101,29 @@ def test_logged_model_predicts_what_the_run_measured(quick_run):
     folder = mlflow.artifacts.download_artifacts(
         run_id=run.info.run_id, artifact_path="model_files"
     )
-    scaler = Scaler.from_json(f"{folder}/scaler.json")
+    processor = FeatureProcessor.from_json(f"{folder}/processor.json")
     spec = json.loads(open(f"{folder}/spec.json").read())
-    assert list(scaler.features) == spec["features"] == TECHNICAL_FEATURES
+    assert list(processor.features) == spec["features"] == TECHNICAL_FEATURES
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    x = np.zeros((3, 20), dtype=np.float32) + np.array(scaler.mean, dtype=np.float32)
+    x = np.zeros((3, 20), dtype=np.float32) + np.array(processor.center, dtype=np.float32)
     assert np.asarray(model.predict(x)).shape[0] == 3
 
 
-def test_scaler_sees_training_rows_only(quick_run):
+def test_processor_sees_training_rows_only(quick_run):
     _, _, cfg = quick_run
     dataset = _toy_dataset()
     dataset.loc[dataset["split"] != "train", TECHNICAL_FEATURES] += 1000.0
     cfg = OmegaConf.merge(cfg, {"model": {"max_epochs": 1}})
     trained = fit_model(model_spec(cfg), dataset, None, cfg, _tmp(cfg))
     train_rows = (dataset["split"] == "train") & ~dataset["is_earnings"]
-    expected = dataset.loc[train_rows, TECHNICAL_FEATURES].mean().to_numpy()
-    np.testing.assert_allclose(trained.scaler.mean, expected, atol=1e-5)
-    assert max(trained.scaler.mean) < 10
+    training = dataset.loc[train_rows, TECHNICAL_FEATURES].to_numpy(dtype=np.float64)
+    q = float(cfg.train.processor.clip_quantile)
+    np.testing.assert_allclose(
+        trained.processor.upper, np.quantile(training, 1 - q, axis=0), rtol=1e-6, atol=1e-9
+    )
+    expected = np.median(trained.processor.clip(training), axis=0)
+    np.testing.assert_allclose(trained.processor.center, expected, atol=1e-5)
+    assert max(trained.processor.upper) < 10
 
 
 def _tmp(cfg):
@@ -137,8 +142,8 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path):
     y = (0.01 * x[:, 0]).astype(np.float32)
     x_val = rng.normal(size=(500, 20)).astype(np.float32)
     y_val = (-0.01 * x_val[:, 0]).astype(np.float32)  # the opposite relation: val loss rises
-    scaler = Scaler.fit(spec.features, x, y)
-    model = build_network(spec, scaler)
+    processor = FeatureProcessor.fit(spec.features, x, y)
+    model = build_network(spec, processor)
     result = fit(
         model,
         spec,
@@ -165,7 +170,7 @@ def test_sample_weights_reach_the_loss():
     for weight in (1.0, 20.0):
         seed_everything(1)
         weights = np.where(heavy, weight, 1.0)
-        model = build_network(spec, Scaler.fit(spec.features, x, y))
+        model = build_network(spec, FeatureProcessor.fit(spec.features, x, y))
         fit(model, spec, Inputs(x, y, weights), Inputs(x, y, weights))
         outcomes.append(float(predict(model, x[:1])[0]))
         target = np.average(y, weights=weights)
@@ -196,8 +201,8 @@ def test_transfer_copies_the_normal_models_weights_by_feature_name():
     normal = _spec()
     earnings = _spec("model=earnings")
     x = np.random.default_rng(0).normal(size=(50, 37)).astype(np.float32)
-    source = build_network(normal, Scaler.fit(normal.features, x[:, :20], x[:, 0]))
-    target = build_network(earnings, Scaler.fit(earnings.features, x, x[:, 0]))
+    source = build_network(normal, FeatureProcessor.fit(normal.features, x[:, :20], x[:, 0]))
+    target = build_network(earnings, FeatureProcessor.fit(earnings.features, x, x[:, 0]))
     fresh = target.get_layer("dense_0").get_weights()[0].copy()
     assert transfer_weights(source, target, normal.features, earnings.features) == 4
     kernel = target.get_layer("dense_0").get_weights()[0]
@@ -241,7 +246,7 @@ def test_the_same_seed_gives_the_same_model():
     predictions = []
     for _ in range(2):
         seed_everything(7)
-        model = build_network(spec, Scaler.fit(spec.features, x, y))
+        model = build_network(spec, FeatureProcessor.fit(spec.features, x, y))
         fit(
             model,
             spec,

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from nextday.config import flatten
+from nextday.evaluation import metrics as evaluation_metrics
 
 STEP_TAG = "nextday.step"
 MODEL_TAG = "nextday.model"
@@ -77,6 +78,7 @@ def step_run(cfg: DictConfig, step: str, model: str | None = None) -> Iterator[R
     Nested inside an active run (the `main` chain) it becomes a child run.
     """
     configure(cfg)
+    evaluation_metrics.configure(cfg.evaluation)
     nested = mlflow.active_run() is not None
     kwargs = {}
     if not nested and not os.environ.get("MLFLOW_RUN_ID"):

@@ -21,7 +21,6 @@ from nextday.data.schema import (
     EARNINGS_VALUE_COLUMNS,
     EXCHANGE_TZ,
     OHLCV_COLUMNS,
-    PRICE_COLUMNS,
     TIMINGS,
     DataSourceError,
     RawMarket,
@@ -32,7 +31,9 @@ from nextday.data.schema import (
 
 logger = logging.getLogger(__name__)
 
-PRICE_FILE_COLUMNS = ["symbol", "date", *PRICE_COLUMNS, "volume"]
+PRICE_FILE_REQUIRED = ["symbol", "date", "close"]
+RANGE_COLUMNS = ["open", "high", "low"]
+PRICE_FILE_OPTIONAL = [*RANGE_COLUMNS, "volume"]
 EARNINGS_REQUIRED = ["symbol", "date"]
 EARNINGS_OPTIONAL = ["timing", *EARNINGS_VALUE_COLUMNS]
 NO_EARNINGS_NOTE = "csv: no earnings file was given, so there are no earnings samples"
@@ -46,8 +47,8 @@ def load_csv(path: str, earnings_path: str | None = None, default_timing: str = 
     if default_timing not in TIMINGS:
         raise DataSourceError(f"default_timing {default_timing!r} is not one of {TIMINGS}")
     files = _expand(path)
-    ohlcv = _check_duplicates([_read_prices(file) for file in files])
     notes: list[str] = []
+    ohlcv = _check_duplicates([_read_prices(file, notes) for file in files])
     if earnings_path is None:
         earnings = empty_earnings()
         notes.append(NO_EARNINGS_NOTE)
@@ -233,14 +234,41 @@ def _parse_numbers(table: pd.DataFrame, file: str, column: str, *, non_negative:
     return numbers
 
 
-def _read_prices(file: str) -> pd.DataFrame:
-    """One price file as OHLCV columns plus `_file`/`_row` for duplicate messages."""
-    table = _read_table(file, PRICE_FILE_COLUMNS, [], text=["symbol", "date"])
+def _read_prices(file: str, notes: list[str]) -> pd.DataFrame:
+    """One price file as OHLCV columns plus `_file`/`_row` for duplicate messages.
+
+    Close-only files (symbol, date, close, optionally volume) are read too: their bars get
+    open = high = low = close (and volume 0 when none is given), which a note says and the
+    quality report flags (close_only, constant_volume), and the features that become
+    degenerate on such bars are named there and dropped.
+    """
+    table = _read_table(file, PRICE_FILE_REQUIRED, PRICE_FILE_OPTIONAL, text=["symbol", "date"])
     frame = pd.DataFrame(
         {"symbol": _parse_symbols(table, file), "ts": _parse_dates(table, file).dt.normalize()}
     )
-    for column in [*PRICE_COLUMNS, "volume"]:
-        frame[column] = _parse_numbers(table, file, column, non_negative=True)
+    ranges = [c for c in RANGE_COLUMNS if c in table.columns]
+    if ranges and len(ranges) < len(RANGE_COLUMNS):
+        absent = [c for c in RANGE_COLUMNS if c not in table.columns]
+        raise DataSourceError(
+            f"{file} line 1: has {', '.join(map(repr, ranges))} but not "
+            f"{', '.join(map(repr, absent))}: give all of open, high and low, or none "
+            "(close-only bars)"
+        )
+    frame["close"] = _parse_numbers(table, file, "close", non_negative=True)
+    for column in RANGE_COLUMNS:
+        frame[column] = (
+            _parse_numbers(table, file, column, non_negative=True) if ranges else frame["close"]
+        )
+    if not ranges:
+        notes.append(
+            f"csv: {file} has no open, high or low column: its bars are close-only "
+            "(open = high = low = close)"
+        )
+    if "volume" in table.columns:
+        frame["volume"] = _parse_numbers(table, file, "volume", non_negative=True)
+    else:
+        frame["volume"] = 0.0
+        notes.append(f"csv: {file} has no volume column: volume is 0 on every bar")
     frame["_file"] = file
     frame["_row"] = np.arange(len(frame))
     return frame

@@ -33,6 +33,36 @@ class DatasetBuild:
     nan_share: pd.Series
     counts: dict[str, int] = field(default_factory=dict)
     label_outliers: pd.DataFrame | None = None
+    # features that carry nothing on this data's training segment: name -> why
+    degenerate: dict[str, str] = field(default_factory=dict)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.allclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True))
+
+
+def degenerate_features(train: pd.DataFrame, features: list[str]) -> dict[str, str]:
+    """Features constant on the training rows, or identical to an earlier feature there
+    (close-only bars make hl_range constant and overnight_gap the same as ret_1d)."""
+    values = train[features].to_numpy(dtype=np.float64)
+    found: dict[str, str] = {}
+    if len(values) == 0:
+        return found
+    spread = np.nanmax(values, axis=0) - np.nanmin(values, axis=0)
+    for j, name in enumerate(features):
+        if spread[j] <= 1e-12 * max(1.0, abs(np.nanmax(values[:, j]))):
+            found[name] = f"constant ({values[0, j]:.6g}) on the training segment"
+    for j, name in enumerate(features):
+        if name in found:
+            continue
+        for i in range(j):
+            if features[i] in found:
+                continue
+            # a cheap look at the first rows rules out almost every pair
+            if _same(values[:1000, j], values[:1000, i]) and _same(values[:, j], values[:, i]):
+                found[name] = f"identical to {features[i]} on the training segment"
+                break
+    return found
 
 
 def compute_features(
@@ -126,4 +156,5 @@ def build_dataset(
         nan_share=nan_share,
         counts=counts,
         label_outliers=outliers.reset_index(drop=True),
+        degenerate=degenerate_features(dataset[dataset["split"] == "train"], ALL_FEATURES),
     )

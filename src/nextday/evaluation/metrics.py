@@ -1,20 +1,69 @@
-"""Point-forecast metrics with the names DESIGN.md fixes: mae, rmse, r2, dir_acc, ic, skill."""
+"""Point-forecast metrics with the names DESIGN.md fixes: mae, rmse, r2, dir_acc, ic, skill.
+
+Cross-sectional statistics (the IC) use only dates with at least `min_symbols` symbols
+(`evaluation.min_symbols`, set for the whole process by `configure` when a step starts, so
+that train, calibrate, export, backtest and monitor judge the same way): a rank correlation
+over three names is noise, not a measurement. With no such date the IC is undefined, and
+`ic_undefined_reason` says why.
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 
 POINT_METRICS = ("mae", "rmse", "r2", "dir_acc", "ic", "skill")
-MIN_SYMBOLS_FOR_IC = 3
+DEFAULT_MIN_SYMBOLS = 10
+_cross_section = {"min_symbols": DEFAULT_MIN_SYMBOLS}
+
+
+def configure(evaluation) -> None:
+    """Take `evaluation.min_symbols` from the composed config (the `evaluation` group)."""
+    set_min_symbols(int(evaluation.min_symbols))
+
+
+def set_min_symbols(n: int) -> None:
+    if n < 2:
+        raise ValueError(f"evaluation.min_symbols must be at least 2, got {n}")
+    _cross_section["min_symbols"] = int(n)
+
+
+def min_symbols() -> int:
+    return _cross_section["min_symbols"]
+
+
+@contextlib.contextmanager
+def cross_section_min(n: int) -> Iterator[None]:
+    """Judge with `n` as the minimum cross-section inside the block (tests, scripts)."""
+    before = min_symbols()
+    set_min_symbols(n)
+    try:
+        yield
+    finally:
+        set_min_symbols(before)
+
+
+def ic_undefined_reason(dates) -> str | None:
+    """Why the IC of rows on `dates` is undefined, or None when some date is wide enough."""
+    sizes = pd.Series(np.asarray(dates)).value_counts()
+    if len(sizes) and sizes.max() >= min_symbols():
+        return None
+    widest = int(sizes.max()) if len(sizes) else 0
+    return (
+        f"undefined: no date has at least {min_symbols()} symbols (evaluation.min_symbols; "
+        f"the widest has {widest})"
+    )
 
 
 def daily_ic(prediction: np.ndarray, actual: np.ndarray, dates: np.ndarray) -> pd.Series:
-    """Cross-sectional Spearman correlation per date (dates with too few names or a constant
-    prediction are left out: a rank correlation is undefined there)."""
+    """Cross-sectional Spearman correlation per date (dates with fewer than `min_symbols()`
+    names or a constant prediction are left out: a rank correlation is undefined there)."""
     frame = pd.DataFrame({"date": dates, "p": prediction, "y": actual})
     counts = frame.groupby("date")["y"].transform("size")
-    frame = frame[counts >= MIN_SYMBOLS_FOR_IC]
+    frame = frame[counts >= min_symbols()]
     if frame.empty:
         return pd.Series(dtype=float)
     ranks = frame.groupby("date")[["p", "y"]].rank()

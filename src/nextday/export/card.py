@@ -7,6 +7,11 @@ intervals can be trusted, and when it must be replaced.
 
 from __future__ import annotations
 
+import pandas as pd
+
+from nextday.evaluation import claims
+from nextday.reports import markdown
+
 TEMPLATE = """# Model card: {registered_model} version {version}
 
 {arch_name} predicting each stock's next-day return (close[t+1] / close[t] - 1) from
@@ -62,10 +67,6 @@ DATA_SOURCES = {
 }
 
 
-def _cell(value: float) -> str:
-    return "n/a" if value != value else f"{value:.5f}"
-
-
 def _table(metrics: dict[str, float], names: tuple[str, ...]) -> str:
     rows = [("model (ONNX, MC mean)", "test"), ("zero", "baseline_zero_test")]
     for name in ("mean", "linear", "tree"):
@@ -73,14 +74,19 @@ def _table(metrics: dict[str, float], names: tuple[str, ...]) -> str:
             rows.append((name, f"baseline_{name}_test"))
     if "oracle_test_mae" in metrics:
         rows.append(("oracle (the floor)", "oracle_test"))
-    lines = ["| forecast | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for label, prefix in rows:
-        cells = [_cell(metrics.get(f"{prefix}_{n}", float("nan"))) for n in names]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    frame = pd.DataFrame(
+        [
+            {"forecast": label, **{n: metrics.get(f"{prefix}_{n}", float("nan")) for n in names}}
+            for label, prefix in rows
+        ]
+    )
+    return markdown.table(frame).replace("| nan ", "| n/a ")
 
 
-def render(metadata: dict, checks, export_run: str, data_source: str) -> str:
+def render(
+    metadata: dict, checks, export_run: str, data_source: str, *, significance: float
+) -> str:
+    """The card's text; `significance` is the level at which the card may say "beats"."""
     metrics = metadata["metrics"]
     spec = metadata["hyperparameters"]
     data = metadata["data"]
@@ -115,14 +121,7 @@ def render(metadata: dict, checks, export_run: str, data_source: str) -> str:
         rows=data["rows"],
         segments=segments,
         metrics_table=_table(metrics, ("mae", "rmse", "dir_acc", "ic")),
-        significance_line=(
-            f"Diebold-Mariano (absolute loss), model better than zero: p = {dm_p:.3g}. "
-            + (
-                "The model beats the zero predictor significantly."
-                if dm_p < 0.05
-                else "**The model does not beat the zero predictor significantly.**"
-            )
-        ),
+        significance_line=_significance_line(dm_p, significance),
         passes=metadata["mc"]["passes"],
         n_calibration=metadata["calibration"]["n_calibration"],
         coverage=metrics.get("test_coverage_80", float("nan")),
@@ -132,3 +131,8 @@ def render(metadata: dict, checks, export_run: str, data_source: str) -> str:
         ),
         model=metadata["model"],
     )
+
+
+def _significance_line(p_zero: float, level: float) -> str:
+    sentence = claims.versus("the zero predictor", p_zero, level, subject="The model") + "."
+    return sentence if claims.outcome(p_zero, level) == claims.BEATS else f"**{sentence}**"

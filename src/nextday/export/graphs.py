@@ -47,6 +47,8 @@ class Layer:
 class Network:
     """What the forward pass of a trained nextday network needs, as numpy arrays."""
 
+    lower: np.ndarray  # the processor's clip bounds
+    upper: np.ndarray
     mean: np.ndarray
     divisor: np.ndarray
     layers: tuple[Layer, ...]
@@ -63,7 +65,12 @@ def network_of(model, spec: ModelSpec) -> Network:
     """Read the weights of a network built by `nextday.models.networks.build_network`."""
     import keras
 
-    normalise = model.get_layer("scale_inputs")
+    from nextday.models.networks import CLIP_LAYER, SCALE_LAYER
+
+    clip = model.get_layer(CLIP_LAYER)
+    lower = np.asarray(clip.lower, dtype=np.float32)
+    upper = np.asarray(clip.upper, dtype=np.float32)
+    normalise = model.get_layer(SCALE_LAYER)
     mean = np.asarray(normalise.mean, dtype=np.float32).reshape(-1)
     variance = np.asarray(normalise.variance, dtype=np.float32).reshape(-1)
     # what keras.layers.Normalization divides by
@@ -85,7 +92,7 @@ def network_of(model, spec: ModelSpec) -> Network:
     output = tuple(model.get_layer("output").get_weights())
     label_scale = float(model.get_layer("to_returns").scale)
     window = spec.window if spec.arch == "lstm" else 1
-    return Network(mean, divisor, tuple(layers), output, label_scale, window)
+    return Network(lower, upper, mean, divisor, tuple(layers), output, label_scale, window)
 
 
 def input_shape(network: Network) -> list[int | None]:
@@ -121,7 +128,8 @@ def _forward(network: Network, x, passes: int, seed: int):
         # h may carry a leading passes axis: matmul broadcasts the 2-D kernel over it
         return tf.matmul(h, const(kernel)) + const(bias)
 
-    h = (x - const(network.mean)) / const(network.divisor)
+    clipped = tf.minimum(tf.maximum(x, const(network.lower)), const(network.upper))
+    h = (clipped - const(network.mean)) / const(network.divisor)
     stochastic = False
     for index, layer in enumerate(network.layers):
         if layer.kind == "lstm":

@@ -58,7 +58,7 @@ def build(
     registered_model: str,
     version: int,
     spec,
-    scaler: dict,
+    processor: dict,
     calibration: dict,
     files: dict[str, str],
     metrics: dict[str, float],
@@ -83,7 +83,7 @@ def build(
         "outputs": list(OUTPUTS),
         "trained_at": trained_at,
         "metrics": metrics,
-        "scaler": scaler,
+        "processor": processor,  # the feature processor inside the graphs (clip, scale)
         "calibration": calibration,
         "mc": {"passes": passes, "seed": seed},
         "data": data,

@@ -7,7 +7,7 @@ model's `train_rows` and `evaluate_rows` (all, normal days, or earnings days).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,60 @@ class ModelData:
     train_flat: np.ndarray
     judged: dict[str, Segment]  # per segment: the rows the model is judged on
     dropped_without_window: int
+
+
+class DataRequirementError(ValueError):
+    """The dataset cannot train or judge this model; raised before any fitting."""
+
+
+def segment_counts(dataset: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Rows per segment and row choice (all, normal, earnings): what a model can use."""
+    earnings = dataset["is_earnings"].astype(bool)
+    counts = {}
+    for segment in SEGMENTS:
+        in_segment = (dataset["split"] == segment).to_numpy()
+        n, e = int(in_segment.sum()), int((in_segment & earnings.to_numpy()).sum())
+        counts[segment] = {"all": n, "earnings": e, "normal": n - e}
+    return counts
+
+
+def check_segments(spec: ModelSpec, counts: dict[str, dict[str, int]], min_rows: int) -> None:
+    """Fail, naming the numbers and the fix, when a segment has too few rows for `spec`:
+    it fits on `train_rows` rows of train (and val, for early stopping) and is judged on
+    `evaluate_rows` rows of val and test."""
+    needs = [("train", spec.train_rows), ("val", spec.train_rows)]
+    needs += [("val", spec.evaluate_rows), ("test", spec.evaluate_rows)]
+    short = {
+        f"{segment} ({which} rows)": counts[segment][which]
+        for segment, which in needs
+        if counts[segment][which] < min_rows
+    }
+    if not short:
+        return
+    found = ", ".join(f"{name}: {n:,}" for name, n in short.items())
+    message = (
+        f"model={spec.name} needs at least {min_rows} rows in each segment it fits on and is "
+        f"judged on (model.min_segment_rows); this dataset has {found}"
+    )
+    if "earnings" in (spec.train_rows, spec.evaluate_rows):
+        total = sum(counts[segment]["earnings"] for segment in SEGMENTS)
+        message += (
+            f". It has {total:,} earnings samples in all"
+            + (" (no earnings calendar was given)" if total == 0 else "")
+            + ": give one with data.earnings_path=<file> (data=csv), or use data=yfinance, "
+            "whose download includes the calendar"
+        )
+    raise DataRequirementError(message)
+
+
+def without_features(spec: ModelSpec, dropped: dict[str, str]) -> ModelSpec:
+    """`spec` without the features prepare found degenerate on this data (and dropped)."""
+    kept = tuple(f for f in spec.features if f not in dropped)
+    if not kept:
+        raise DataRequirementError(
+            f"every feature of model={spec.name} is degenerate on this data: {dropped}"
+        )
+    return replace(spec, features=kept)
 
 
 def row_filter(frame: pd.DataFrame, which: str) -> np.ndarray:

@@ -1,8 +1,9 @@
-"""The networks: one builder per architecture, the same input scaling and output head.
+"""The networks: one builder per architecture, the same input processing and output head.
 
-The scaler sits inside the network as a fixed Normalization layer, so the model takes raw
-feature values (what serving receives), and the output is rescaled by the training label's
-s.d., so the layers learn in well-conditioned units.
+The feature processor sits inside the network as its first two layers, a clip to the
+training bounds (`Winsorize`) and a fixed Normalization, so the model takes raw feature
+values (what serving receives), and the output is rescaled by the training label's s.d., so
+the layers learn in well-conditioned units.
 """
 
 from __future__ import annotations
@@ -10,8 +11,29 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from nextday.models.scaler import Scaler
+from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import ModelSpec
+
+# the processor's layers: fitted on the model's own training rows, never transferred
+CLIP_LAYER, SCALE_LAYER = "clip_inputs", "scale_inputs"
+
+
+@keras.saving.register_keras_serializable(package="nextday")
+class Winsorize(keras.layers.Layer):
+    """Clip each feature (the last axis) to fixed bounds: min(max(x, lower), upper)."""
+
+    def __init__(self, lower, upper, **kwargs):
+        super().__init__(**kwargs)
+        self.lower = [float(v) for v in lower]
+        self.upper = [float(v) for v in upper]
+
+    def call(self, x):
+        lower = keras.ops.convert_to_tensor(np.asarray(self.lower, dtype=np.float32))
+        upper = keras.ops.convert_to_tensor(np.asarray(self.upper, dtype=np.float32))
+        return keras.ops.minimum(keras.ops.maximum(x, lower), upper)
+
+    def get_config(self):
+        return {**super().get_config(), "lower": self.lower, "upper": self.upper}
 
 
 def _head(x, spec: ModelSpec, start: int):
@@ -23,23 +45,26 @@ def _head(x, spec: ModelSpec, start: int):
     return keras.layers.Dense(1, name="output")(x)
 
 
-def build_network(spec: ModelSpec, scaler: Scaler) -> keras.Model:
+def build_network(spec: ModelSpec, processor: FeatureProcessor) -> keras.Model:
     """The Keras model for `spec`: raw features in, next-day return out."""
+    clip = Winsorize(processor.lower, processor.upper, name=CLIP_LAYER)
     normalise = keras.layers.Normalization(
-        mean=np.array(scaler.mean), variance=np.square(np.array(scaler.scale)), name="scale_inputs"
+        mean=np.array(processor.center),
+        variance=np.square(np.array(processor.scale)),
+        name=SCALE_LAYER,
     )
     if spec.arch == "mlp":
         inputs = keras.Input((spec.n_features,), name="features")
-        x = _head(normalise(inputs), spec, start=0)
+        x = _head(normalise(clip(inputs)), spec, start=0)
     elif spec.arch == "lstm":
         inputs = keras.Input((spec.window, spec.n_features), name="features")
-        x = keras.layers.LSTM(spec.layers[0], name="lstm")(normalise(inputs))
+        x = keras.layers.LSTM(spec.layers[0], name="lstm")(normalise(clip(inputs)))
         if spec.dropout[0] > 0:
             x = keras.layers.Dropout(spec.dropout[0], name="dropout_0")(x)
         x = _head(x, spec, start=1)
     else:
         raise ValueError(f"unknown architecture {spec.arch!r}")
-    outputs = keras.layers.Rescaling(scaler.label_scale, name="to_returns")(x)
+    outputs = keras.layers.Rescaling(processor.label_scale, name="to_returns")(x)
     return keras.Model(inputs, outputs, name=f"{spec.arch}_{spec.name}")
 
 
@@ -65,7 +90,7 @@ def transfer_weights(
     rows = [position[name] for name in source_features]
     first = True
     for layer in target.layers:
-        if not layer.weights or layer.name == "scale_inputs":
+        if not layer.weights or layer.name in (CLIP_LAYER, SCALE_LAYER):
             continue
         other = source.get_layer(layer.name)
         weights = [w.copy() for w in other.get_weights()]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from nextday.features import FEATURE_GROUPS
+from nextday.models.processor import SCALINGS
 
 ARCHITECTURES = ("mlp", "lstm")
 ROW_CHOICES = ("all", "normal", "earnings")
@@ -36,6 +37,10 @@ class ModelSpec:
     learning_rate: float
     patience: int
     seed: int
+    # the feature processor (train.processor); the defaults are what specs saved before it
+    # existed mean: no clipping, standard scaling
+    clip_quantile: float = 0.0
+    scaling: str = "standard"
 
     @property
     def n_features(self) -> int:
@@ -85,6 +90,15 @@ def model_spec(cfg: DictConfig) -> ModelSpec:
         problems.append(f"train.loss={train.loss!r}: expected one of {LOSSES}")
     if float(train.huber_delta) <= 0 or float(train.learning_rate) <= 0:
         problems.append("train.huber_delta and train.learning_rate must be positive")
+    processor = train.processor
+    if not 0.0 <= float(processor.clip_quantile) < 0.5:
+        problems.append(
+            f"train.processor.clip_quantile must be in [0, 0.5), got {processor.clip_quantile}"
+        )
+    if str(processor.scaling) not in SCALINGS:
+        problems.append(
+            f"train.processor.scaling={processor.scaling!r}: expected one of {SCALINGS}"
+        )
     if int(train.patience) < 1:
         problems.append(f"train.patience must be at least 1, got {train.patience}")
     if problems:
@@ -107,6 +121,8 @@ def model_spec(cfg: DictConfig) -> ModelSpec:
         learning_rate=float(train.learning_rate),
         patience=int(train.patience),
         seed=int(train.seed),
+        clip_quantile=float(processor.clip_quantile),
+        scaling=str(processor.scaling),
     )
 
 

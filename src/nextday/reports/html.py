@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from nextday.reports.markdown import digits_to_tell_apart
+
 
 def _image(path: Path) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
@@ -15,7 +17,13 @@ def _image(path: Path) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0)
+    # per column: enough significant digits that compared rows can be told apart
+    formatters = {}
+    for column in frame.columns:
+        if pd.api.types.is_float_dtype(frame[column]):
+            digits = digits_to_tell_apart(frame[column].tolist())
+            formatters[column] = lambda v, d=digits: f"{v:.{d}g}"
+    return frame.to_html(index=False, formatters=formatters, border=0)
 
 
 def render(title: str, sections: dict[str, list]) -> str:

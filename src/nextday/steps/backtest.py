@@ -18,10 +18,14 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from nextday.backtest import breakdowns, guard, report, strategy, walkforward
+from nextday.evaluation import claims
+from nextday.evaluation.diebold_mariano import diebold_mariano
 from nextday.evaluation.intervals import interval_metrics
-from nextday.evaluation.metrics import daily_ic, point_metrics, prefixed
+from nextday.evaluation.metrics import daily_ic, ic_undefined_reason, point_metrics, prefixed
+from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import ModelSpec, model_spec
 from nextday.reports import html as html_page
+from nextday.reports.markdown import digits_to_tell_apart
 from nextday.steps.inputs import load_prepared, model_uri
 from nextday.steps.prepare import open_store
 from nextday.tracking import INPUT_TAG, artifact_dir, step_run
@@ -63,7 +67,9 @@ def run_backtest(cfg: DictConfig) -> str:
         if settings.mode == "fixed":
             train_end = dataset.loc[dataset["split"] == "train", "date"].max()
             guard.check_window(train_end, period[0], f"{uri} (trained on the train segment)")
-            result = walkforward.fixed(inference, data, segments, _baselines(cfg, spec, data))
+            processor = FeatureProcessor.from_dict(inference.metadata["processor"])
+            baselines = _baselines(cfg, spec, data, processor)
+            result = walkforward.fixed(inference, data, segments, baselines)
         elif settings.mode == "refit":
             result = walkforward.refit(spec, cfg, dataset, prepared.truth, period, out / "folds")
         else:
@@ -134,6 +140,7 @@ def run_backtest(cfg: DictConfig) -> str:
             result,
             paths,
             leak,
+            float(cfg.evaluation.significance),
         )
         (folder / "backtest.html").write_text(html)
         mlflow.log_artifacts(str(folder), "backtest")
@@ -143,14 +150,15 @@ def run_backtest(cfg: DictConfig) -> str:
             "backtest %s (%s, %d days): MAE %.5f vs zero %.5f, IC %.4f, coverage %.3f, "
             "strategy Sharpe %.2f after costs%s -> run %s",
             name, settings.mode, len(period), metrics["bt_mae"], metrics["bt_baseline_zero_mae"],
-            metrics["bt_ic"], metrics["bt_coverage_80"], metrics["bt_strategy_sharpe"],
+            metrics.get("bt_ic", np.nan), metrics["bt_coverage_80"], metrics["bt_strategy_sharpe"],
             " (LIKELY LEAK: Sharpe above the limit)" if leak else "", run.info.run_id,
         )  # fmt: skip
         return run.info.run_id
 
 
-def _baselines(cfg, spec, data):
-    """Linear and tree baselines fitted on the model's training rows (sampled if many)."""
+def _baselines(cfg, spec, data, processor):
+    """Linear and tree baselines fitted on the model's training rows (sampled if many),
+    through the model's own feature processor."""
     from nextday.models.baselines import Baselines
 
     x, y, weight = data.train_flat, data.train.y.astype(np.float64), data.train.weight
@@ -159,7 +167,9 @@ def _baselines(cfg, spec, data):
         take = np.sort(np.random.default_rng(spec.seed).choice(len(x), limit, replace=False))
         x, y, weight = x[take], y[take], weight[take]
     tree = dict(cfg.train.baselines.tree)
-    return Baselines(float(cfg.train.baselines.ridge_alpha), tree, seed=spec.seed).fit(x, y, weight)
+    return Baselines(processor, float(cfg.train.baselines.ridge_alpha), tree, seed=spec.seed).fit(
+        x, y, weight
+    )
 
 
 def _point_in_time(cfg, spec, rows: pd.DataFrame, dataset: pd.DataFrame) -> pd.DataFrame:
@@ -186,6 +196,8 @@ def _metrics(rows, books, market, level: float) -> dict[str, float]:
     out.update(prefixed(point_metrics(np.zeros_like(y), y, dates), "bt_baseline_zero"))
     if "true_mean" in rows and rows["true_mean"].notna().all():
         out.update(prefixed(point_metrics(rows["true_mean"].to_numpy(), y, dates), "bt_oracle"))
+    dm = diebold_mariano(rows["prediction"].to_numpy() - y, -y, dates, loss="mae")
+    out["bt_dm_zero_mae_p"] = dm.p_better
     ic = daily_ic(rows["prediction"].to_numpy(), y, dates)
     out["bt_icir"] = float(ic.mean() / ic.std()) if len(ic) > 1 and ic.std() > 0 else np.nan
     tag = round(level * 100)
@@ -325,21 +337,38 @@ def _forecast_table(metrics: dict) -> pd.DataFrame:
 
 
 def _html(
-    spec, uri, inference, settings, metrics, books, market, tables, checks, result, paths, leak
+    spec,
+    uri,
+    inference,
+    settings,
+    metrics,
+    books,
+    market,
+    tables,
+    checks,
+    result,
+    paths,
+    leak,
+    significance,
 ) -> str:
-    beats = metrics["bt_mae"] < metrics["bt_baseline_zero_mae"]
+    p_zero = metrics.get("bt_dm_zero_mae_p")
+    comparison = claims.versus("the zero predictor", p_zero, significance)
+    if claims.outcome(p_zero, significance) != claims.BEATS:
+        comparison = f"<b>{comparison}</b>"
+    digits = digits_to_tell_apart([metrics["bt_mae"], metrics["bt_baseline_zero_mae"]])
+    ic_reason = ic_undefined_reason(result.rows["date"].to_numpy())
+    ic = (
+        ic_reason
+        if ic_reason
+        else f"{metrics.get('bt_ic', float('nan')):.4f} (ICIR {metrics.get('bt_icir', float('nan')):.3f})"
+    )
     verdict = [
         f"{spec.name} model ({spec.arch}), {uri} (version {inference.version}), mode "
         f"<b>{settings.mode}</b>, {int(metrics['bt_days'])} trading days, execution "
         f"{settings.execution}, costs {settings.cost_bps} bp per side.",
-        f"MAE {metrics['bt_mae']:.5f} vs the zero predictor's {metrics['bt_baseline_zero_mae']:.5f}: "
-        + (
-            "the model is more accurate."
-            if beats
-            else "<b>the model does not beat the zero predictor.</b>"
-        ),
-        f"IC {metrics['bt_ic']:.4f} (ICIR {metrics['bt_icir']:.3f}); coverage of the 80% interval "
-        f"{metrics['bt_coverage_80']:.3f}.",
+        f"MAE {metrics['bt_mae']:.{digits}g} vs the zero predictor's "
+        f"{metrics['bt_baseline_zero_mae']:.{digits}g}: {comparison}.",
+        f"IC {ic}; coverage of the 80% interval {metrics['bt_coverage_80']:.3f}.",
         f"Long-short Sharpe after costs {metrics['bt_strategy_sharpe']:.2f} "
         f"(before costs {metrics['bt_strategy_gross_sharpe']:.2f}); the market's "
         f"{metrics.get('bt_market_sharpe', float('nan')):.2f}.",

@@ -57,12 +57,15 @@ def load_model_run(run, folder: Path):
     """The trained Keras model (best weights) and the spec it was trained with."""
     import keras
 
+    from nextday.models.networks import Winsorize
+
     path = mlflow.artifacts.download_artifacts(
         run_id=run.info.run_id, artifact_path="model_files", dst_path=str(folder)
     )
     spec = json.loads((Path(path) / Path(SPEC_ARTIFACT).name).read_text())
     spec = ModelSpec.from_dict(spec)
-    return keras.models.load_model(Path(path) / Path(CHECKPOINT_ARTIFACT).name), spec
+    checkpoint = Path(path) / Path(CHECKPOINT_ARTIFACT).name
+    return keras.models.load_model(checkpoint, custom_objects={"Winsorize": Winsorize}), spec
 
 
 def scale_feature_names(spec: ModelSpec, settings) -> list[str]:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from nextday.evaluation import claims
 from nextday.evaluation.diebold_mariano import diebold_mariano
 from nextday.evaluation.intervals import interval_metrics
 from nextday.evaluation.metrics import point_metrics, prefixed
@@ -28,6 +29,7 @@ from nextday.export.files import write_onnx
 from nextday.inference.checks import input_columns
 from nextday.models.spec import model_spec
 from nextday.reports import markdown
+from nextday.reports.markdown import digits_to_tell_apart
 from nextday.steps.calibrate import CALIBRATION_ARTIFACT, load_model_run
 from nextday.steps.inputs import load_prepared
 from nextday.tracking import INPUT_TAG, artifact_dir, find_input_run, step_run
@@ -189,7 +191,7 @@ def run_export(cfg: DictConfig) -> str:
             registered_model=registered,
             version=version,
             spec=spec,
-            scaler=_scaler_dict(model_run, out),
+            processor=_processor_dict(model_run, out),
             calibration=json.loads(calibration_path.read_text()),
             files=files,
             metrics=metrics,
@@ -208,7 +210,13 @@ def run_export(cfg: DictConfig) -> str:
             float16_on_gpu=bool(settings.float16),
         )
         (folder / metadata.CARD).write_text(
-            card.render(meta, checks, run.info.run_id, str(cfg.data.source))
+            card.render(
+                meta,
+                checks,
+                run.info.run_id,
+                str(cfg.data.source),
+                significance=float(cfg.evaluation.significance),
+            )
         )
         metadata.seal(meta, folder)
 
@@ -250,6 +258,7 @@ def run_export(cfg: DictConfig) -> str:
             mc_parity,
             checks,
             decision,
+            float(cfg.evaluation.significance),
         )
         (out / "export_report.md").write_text(report)
         table.to_csv(out / "parity_deterministic.csv", index=False)
@@ -301,11 +310,13 @@ def _write_reference(folder: Path, spec, data, outputs, metrics, drift_days: int
     return REFERENCE
 
 
-def _scaler_dict(model_run, out: Path) -> dict:
-    from nextday.steps.train import SCALER_ARTIFACT
+def _processor_dict(model_run, out: Path) -> dict:
+    from nextday.steps.train import PROCESSOR_ARTIFACT
 
     path = mlflow.artifacts.download_artifacts(
-        run_id=model_run.info.run_id, artifact_path=SCALER_ARTIFACT, dst_path=str(out / "inputs")
+        run_id=model_run.info.run_id,
+        artifact_path=PROCESSOR_ARTIFACT,
+        dst_path=str(out / "inputs"),
     )
     return json.loads(Path(path).read_text())
 
@@ -414,9 +425,15 @@ def _decide(client, registered: str, version: str, checks, promote: bool) -> str
     return "production"
 
 
-def _report(spec, registered, version, metrics, deterministic, mc_parity, checks, decision) -> str:
+def _report(
+    spec, registered, version, metrics, deterministic, mc_parity, checks, decision, significance
+) -> str:
+    digits = digits_to_tell_apart(
+        [100 * metrics[k] for k in ("test_mae", "baseline_zero_test_mae") if k in metrics]
+    )
+
     def pct(key: str) -> str:
-        return f"{100 * metrics[key]:.3f}%" if key in metrics else "n/a"
+        return f"{100 * metrics[key]:.{digits}g}%" if key in metrics else "n/a"
 
     lines = [
         f"# Export report: {registered} version {version} ({spec.arch}, {spec.name})",
@@ -432,6 +449,9 @@ def _report(spec, registered, version, metrics, deterministic, mc_parity, checks
         f"- Test MAE {pct('test_mae')} vs zero {pct('baseline_zero_test_mae')}; IC "
         f"{metrics.get('test_ic', float('nan')):.4f}; direction accuracy "
         f"{metrics.get('test_dir_acc', float('nan')):.3f}.",
+        "- "
+        + claims.versus("the zero predictor", metrics.get("dm_zero_mae_p"), significance)
+        + " on test.",
         f"- Validation MAE {pct('val_mae')} vs zero {pct('baseline_zero_val_mae')}.",
         f"- Test coverage of the 80% interval {metrics['test_coverage_80']:.3f}, width "
         f"{metrics['test_width_80']:.5f}.",

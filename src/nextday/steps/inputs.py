@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -11,7 +12,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from nextday.export import registry
-from nextday.steps.prepare import DATASET_ARTIFACT, TRUTH_ARTIFACT
+from nextday.models.data import check_segments, segment_counts, without_features
+from nextday.models.spec import ModelSpec, model_spec
+from nextday.steps.prepare import DATASET_ARTIFACT, DEGENERATE_ARTIFACT, TRUTH_ARTIFACT
 from nextday.tracking import MODEL_TAG, STEP_TAG
 
 log = logging.getLogger(__name__)
@@ -22,6 +25,8 @@ class Prepared:
     run_id: str
     dataset: pd.DataFrame
     truth: pd.DataFrame | None
+    # features prepare found degenerate and dropped (quality.degenerate_features=drop)
+    dropped_features: dict[str, str] = field(default_factory=dict)
 
 
 def load_prepared(run_id: str, folder: Path) -> Prepared:
@@ -30,7 +35,8 @@ def load_prepared(run_id: str, folder: Path) -> Prepared:
         run_id=run_id, artifact_path=DATASET_ARTIFACT, dst_path=str(folder)
     )
     dataset = pd.read_parquet(path)
-    names = {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, "oracle")}
+    client = mlflow.MlflowClient()
+    names = {f.path for f in client.list_artifacts(run_id, "oracle")}
     truth = None
     if TRUTH_ARTIFACT in names:
         truth = pd.read_parquet(
@@ -38,7 +44,34 @@ def load_prepared(run_id: str, folder: Path) -> Prepared:
                 run_id=run_id, artifact_path=TRUTH_ARTIFACT, dst_path=str(folder)
             )
         )
-    return Prepared(run_id, dataset, truth)
+    dropped: dict[str, str] = {}
+    if DEGENERATE_ARTIFACT in {f.path for f in client.list_artifacts(run_id, "dataset")}:
+        found = json.loads(
+            Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=DEGENERATE_ARTIFACT, dst_path=str(folder)
+                )
+            ).read_text()
+        )
+        dropped = found["features"] if found["policy"] == "drop" else {}
+    return Prepared(run_id, dataset, truth, dropped)
+
+
+def prepared_spec(cfg: DictConfig, prepared: Prepared) -> ModelSpec:
+    """The model of `cfg` as this dataset allows it: refused at once (before any fitting)
+    when a segment has too few rows for it, and without the features prepare dropped."""
+    spec = model_spec(cfg)
+    check_segments(spec, segment_counts(prepared.dataset), int(cfg.model.min_segment_rows))
+    narrowed = without_features(spec, prepared.dropped_features)
+    if narrowed.features != spec.features:
+        removed = [f for f in spec.features if f not in narrowed.features]
+        log.warning(
+            "model=%s: %d degenerate feature(s) dropped on this data: %s",
+            spec.name,
+            len(removed),
+            ", ".join(f"{f} ({prepared.dropped_features[f]})" for f in removed),
+        )
+    return narrowed
 
 
 def model_uri(cfg: DictConfig, name: str, explicit: str | None = None) -> str:

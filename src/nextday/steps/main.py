@@ -1,7 +1,9 @@
 """`main`: the whole chain, each step as its own (child) MLflow run, linked to its inputs.
 
 Prepare, then for both models (normal, then earnings): train, calibrate, export (register,
-promote if the gate passes) and backtest the exported version.
+promote if the gate passes) and backtest the exported version. A model the data cannot train
+(the earnings model on price-only data) is skipped with its reason, in the log and in the
+main run's tags `nextday.skipped` and `nextday.skipped.<model>`.
 
 A step already run with the same inputs, config and code is reused, not redone (as MLflow's
 multistep example does): each step's run carries a `nextday.reuse_key`, the hash of the step,
@@ -21,12 +23,16 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from nextday.config import compose
+from nextday.models.data import SEGMENTS, DataRequirementError, check_segments
+from nextday.models.spec import model_spec
 from nextday.tracking import step_run
 
 log = logging.getLogger(__name__)
 
 MODELS = ("normal", "earnings")
 REUSE_TAG = "nextday.reuse_key"
+# on the main run: why a model was not trained (price-only data has no earnings samples)
+SKIPPED_TAG = "nextday.skipped."
 # the config groups each step reads (model steps: the model's spec reads model, arch and
 # train); upstream changes reach a step through the input run ids
 MODEL_SPEC = ("model", "arch", "train")
@@ -96,6 +102,22 @@ class Chain:
         return runs[0].info.run_id if runs else None
 
 
+def _cannot_train(cfg: DictConfig, prepare_run_id: str) -> str | None:
+    """Why the model of `cfg` cannot be trained on the prepared data (None: it can), from the
+    row counts the prepare run logged: the same check train makes, before any work."""
+    logged = mlflow.MlflowClient().get_run(prepare_run_id).data.metrics
+    counts = {}
+    for segment in SEGMENTS:
+        rows = int(logged.get(f"{segment}_rows", 0))
+        earnings = int(logged.get(f"{segment}_earnings_rows", 0))
+        counts[segment] = {"all": rows, "earnings": earnings, "normal": rows - earnings}
+    try:
+        check_segments(model_spec(cfg), counts, int(cfg.model.min_segment_rows))
+    except DataRequirementError as error:
+        return str(error)
+    return None
+
+
 def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, str]:
     """Run (or reuse) every step in order under one parent run; return the step -> run id
     map.
@@ -121,7 +143,14 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
             ("export", run_export, "calibrate", "inputs.calibrate_run_id={}"),
             ("backtest", run_backtest, "export", "backtest.model=runs:/{}/model"),
         )
+        skipped: dict[str, str] = {}
         for model in MODELS:
+            reason = _cannot_train(compose([*overrides, f"model={model}"]), runs["prepare"])
+            if reason:
+                skipped[model] = reason
+                log.warning("main: model=%s skipped: %s", model, reason)
+                mlflow.set_tag(f"{SKIPPED_TAG}{model}", reason[:5000])
+                continue
             for step, run, upstream, input_override in chained:
                 source = runs[upstream if upstream == "prepare" else f"{upstream}.{model}"]
                 runs[f"{step}.{model}"] = chain.step(
@@ -131,7 +160,13 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
                     compose([*overrides, f"model={model}", input_override.format(source)]),
                     {upstream: source},
                 )
+        if len(skipped) == len(MODELS):
+            raise DataRequirementError(
+                "no model can be trained on this data: "
+                + "; ".join(f"{m}: {why}" for m, why in skipped.items())
+            )
         mlflow.set_tags({f"nextday.run.{step}": run_id for step, run_id in runs.items()})
+        mlflow.set_tag("nextday.skipped", ", ".join(skipped) if skipped else "none")
         mlflow.set_tag("nextday.reused", ", ".join(chain.reused) if chain.reused else "none")
         done = [label for label in runs if label not in chain.reused]
         log.info(

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 DATASET_ARTIFACT = "dataset/dataset.parquet"
 TRUTH_ARTIFACT = "oracle/truth.parquet"
+DEGENERATE_ARTIFACT = "dataset/degenerate_features.json"
+DEGENERATE_POLICIES = ("drop", "keep")
 
 
 @contextmanager
@@ -62,6 +64,11 @@ def open_store(cfg: DictConfig) -> Store:
 def run_prepare(cfg: DictConfig) -> str:
     """Run prepare as an MLflow run and return its run id."""
     timings: dict[str, float] = {}
+    if str(cfg.quality.degenerate_features) not in DEGENERATE_POLICIES:
+        raise ValueError(
+            f"quality.degenerate_features={cfg.quality.degenerate_features!r}: expected one of "
+            f"{DEGENERATE_POLICIES}"
+        )
     with step_run(cfg, "prepare") as run, artifact_dir(cfg) as out:
         with _stage("connect store", timings):
             store = open_store(cfg)
@@ -89,7 +96,7 @@ def run_prepare(cfg: DictConfig) -> str:
         with _stage("reports", timings):
             _write_reports(cfg, market, quality, build, out)
         with _stage("log artifacts", timings):
-            _log_dataset(build, out)
+            _log_dataset(build, out, str(cfg.quality.degenerate_features))
             mlflow.log_artifacts(str(out))
 
         dataset = build.dataset
@@ -105,6 +112,7 @@ def run_prepare(cfg: DictConfig) -> str:
             **{f"count_{name}": value for name, value in build.counts.items()},
             **{f"nan_frac_{name}": float(v) for name, v in build.nan_share.items()},
             "label_outliers": len(build.label_outliers),
+            "degenerate_features": len(build.degenerate),
             **{f"time_{_slug(name)}_s": seconds for name, seconds in timings.items()},
         }
         for segment, row in split_summary(dataset).iterrows():
@@ -120,6 +128,13 @@ def run_prepare(cfg: DictConfig) -> str:
         )
         for note in market.notes:
             log.warning("prepare: %s", note)
+        if build.degenerate:
+            log.warning(
+                "prepare: %d feature(s) carry nothing on this data (%s): %s",
+                len(build.degenerate),
+                "dropped from every model" if cfg.quality.degenerate_features == "drop" else "kept",
+                "; ".join(f"{name}: {why}" for name, why in build.degenerate.items()),
+            )
         log.info(
             "prepare: %s rows, %s symbols, %s earnings samples -> run %s",
             f"{len(dataset):,}",
@@ -150,12 +165,15 @@ def _dataset_source(uri: str):
     return HTTPDatasetSource(f"{base.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{path}")
 
 
-def _log_dataset(build, out: Path) -> None:
+def _log_dataset(build, out: Path, degenerate_policy: str) -> None:
     path = out / DATASET_ARTIFACT
     path.parent.mkdir(parents=True, exist_ok=True)
     build.dataset.to_parquet(path, index=False, compression="zstd")
     # A metadata-only dataset: MLflow's from_pandas profiles the whole frame, which takes
     # longer than all of prepare at the seed's scale. The digest is the Parquet file's hash.
+    (out / DEGENERATE_ARTIFACT).write_text(
+        json.dumps({"policy": degenerate_policy, "features": build.degenerate}, indent=2)
+    )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     with warnings.catch_warnings():
         # a local artifact URI matches two equivalent source types; MLflow picks either
@@ -254,6 +272,22 @@ def _dataset_markdown(cfg, market, build, splits: pd.DataFrame, nan: pd.DataFram
         "",
         markdown.table(nan, index=True),
     ]
+    if build.degenerate:
+        action = (
+            "dropped from every model's inputs"
+            if cfg.quality.degenerate_features == "drop"
+            else "kept (quality.degenerate_features=keep)"
+        )
+        lines += [
+            "",
+            f"## Degenerate features: {len(build.degenerate)}, {action}",
+            "",
+            markdown.table(
+                pd.DataFrame(
+                    {"feature": list(build.degenerate), "why": list(build.degenerate.values())}
+                )
+            ),
+        ]
     if dataset["is_earnings"].sum() == 0:
         lines[2:2] = [
             "",

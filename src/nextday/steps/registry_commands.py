@@ -15,6 +15,7 @@ import mlflow
 import pandas as pd
 from omegaconf import DictConfig
 
+from nextday.evaluation import claims
 from nextday.export import registry
 from nextday.models.spec import model_spec
 from nextday.tracking import configure
@@ -56,6 +57,14 @@ def run_download(cfg: DictConfig) -> Path:
     return path
 
 
+def _versus_zero(tags: dict, level: float) -> str:
+    """The version's test comparison with the zero predictor, as far as its DM test allows."""
+    raw = tags.get("metric.dm_zero_mae_p")
+    p = float(raw) if raw not in (None, "") else None
+    verdict = claims.outcome(p, level)
+    return verdict if p is None else f"{verdict} (p={p:.3g})"
+
+
 def run_versions(cfg: DictConfig) -> pd.DataFrame:
     """Print every version of the registered models: aliases, stage, the gate's decision and
     the test MAE beside the zero predictor's."""
@@ -78,6 +87,7 @@ def run_versions(cfg: DictConfig) -> pd.DataFrame:
                     else version.current_stage,
                     "test_mae": tags.get("metric.test_mae", "-"),
                     "zero_mae": tags.get("metric.baseline_zero_test_mae", "-"),
+                    "vs_zero": _versus_zero(tags, float(cfg.evaluation.significance)),
                     "promoted": tags.get("nextday.promotion_reason", "-"),
                     "gate": tags.get(registry.GATE_TAG, "-"),
                 }
@@ -91,6 +101,7 @@ def run_versions(cfg: DictConfig) -> pd.DataFrame:
             "stage",
             "test_mae",
             "zero_mae",
+            "vs_zero",
             "promoted",
             "gate",
         ],

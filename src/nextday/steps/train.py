@@ -19,17 +19,18 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from nextday.evaluation import plots
+from nextday.evaluation import claims, plots
 from nextday.evaluation.evaluate import MODEL, ORACLE, comparison_table, evaluate, significance
 from nextday.evaluation.importance import permutation_importance
+from nextday.evaluation.metrics import ic_undefined_reason
 from nextday.models.spec import ModelSpec, check_dataset_columns, model_spec
 from nextday.reports import markdown
-from nextday.steps.inputs import load_prepared
+from nextday.steps.inputs import load_prepared, prepared_spec
 from nextday.tracking import STEP_TAG, artifact_dir, find_input_run, step_run
 
 log = logging.getLogger(__name__)
 
-SCALER_ARTIFACT = "model_files/scaler.json"
+PROCESSOR_ARTIFACT = "model_files/processor.json"
 SPEC_ARTIFACT = "model_files/spec.json"
 CHECKPOINT_ARTIFACT = "model_files/best.keras"
 
@@ -40,7 +41,7 @@ class Trained:
 
     spec: ModelSpec
     model: object
-    scaler: object
+    processor: object
     data: object
     fit: object
     baselines: object
@@ -62,14 +63,16 @@ def fit_model(
     from nextday.models.baselines import Baselines
     from nextday.models.data import arrange
     from nextday.models.networks import build_network
-    from nextday.models.scaler import Scaler
+    from nextday.models.processor import FeatureProcessor
     from nextday.models.training import fit, seed_everything
 
     check_dataset_columns(spec, dataset.columns)
     data = arrange(spec, dataset, truth)
-    scaler = Scaler.fit(spec.features, data.train_flat, data.train.y)
+    processor = FeatureProcessor.fit(
+        spec.features, data.train_flat, data.train.y, spec.clip_quantile, spec.scaling
+    )
     seed_everything(spec.seed, bool(cfg.train.deterministic))
-    model = build_network(spec, scaler)
+    model = build_network(spec, processor)
     source = cfg.model.get("transfer_from")
     if source:
         _transfer(model, spec, str(source), folder)
@@ -86,17 +89,17 @@ def fit_model(
     fitted = None
     if baselines:
         tree = dict(cfg.train.baselines.tree)
-        fitted = Baselines(float(cfg.train.baselines.ridge_alpha), tree, seed=spec.seed).fit(
-            data.train_flat, data.train.y.astype(np.float64), data.train.weight
-        )
-    return Trained(spec, model, scaler, data, result, fitted)
+        fitted = Baselines(
+            processor, float(cfg.train.baselines.ridge_alpha), tree, seed=spec.seed
+        ).fit(data.train_flat, data.train.y.astype(np.float64), data.train.weight)
+    return Trained(spec, model, processor, data, result, fitted)
 
 
 def _transfer(model, spec: ModelSpec, source: str, folder: Path) -> None:
     """Start from a trained normal model's weights (`latest` or a train run id)."""
     import keras
 
-    from nextday.models.networks import transfer_weights
+    from nextday.models.networks import Winsorize, transfer_weights
 
     if source == "latest":
         query = (
@@ -117,7 +120,7 @@ def _transfer(model, spec: ModelSpec, source: str, folder: Path) -> None:
     path = mlflow.artifacts.download_artifacts(
         run_id=source, artifact_path=CHECKPOINT_ARTIFACT, dst_path=str(folder / "transfer")
     )
-    trained = keras.models.load_model(path)
+    trained = keras.models.load_model(path, custom_objects={"Winsorize": Winsorize})
     source_spec = json.loads(
         Path(
             mlflow.artifacts.download_artifacts(
@@ -155,6 +158,7 @@ def run_train(cfg: DictConfig) -> str:
     with step_run(cfg, "train", model=spec.name) as run, artifact_dir(cfg) as out:
         prepare_run = find_input_run("prepare", cfg.inputs.get("prepare_run_id"))
         prepared = load_prepared(prepare_run.info.run_id, out / "inputs")
+        spec = prepared_spec(cfg, prepared)  # too few rows for this model: fails here
         metrics = train_and_log(cfg, spec, prepared, out)
         log.info(
             "train %s/%s: test MAE %.5f (zero %.5f), test IC %.4f -> run %s",
@@ -246,8 +250,20 @@ def judge(trained: Trained, cfg: DictConfig, out: Path) -> tuple[dict[str, float
         test.dates,
         folder / "ic_by_month.png",
     )
+    ic_text = _ic_text(metrics, "test", test.dates)
     report = _report(
-        spec, metrics, tables, dm, best, target, zero_mae, importance, by_size, by_month, cfg
+        spec,
+        metrics,
+        tables,
+        dm,
+        best,
+        target,
+        zero_mae,
+        importance,
+        by_size,
+        by_month,
+        cfg,
+        ic_text,
     )
     return metrics, report
 
@@ -286,7 +302,7 @@ def _log_model(trained: Trained, out: Path) -> None:
 
     files = out / "model_files"
     files.mkdir(exist_ok=True)
-    trained.scaler.to_json(files / "scaler.json")
+    trained.processor.to_json(files / Path(PROCESSOR_ARTIFACT).name)
     (files / "spec.json").write_text(json.dumps(asdict(trained.spec), indent=2))
     if trained.fit.checkpoint and trained.fit.checkpoint.exists():
         (files / "best.keras").write_bytes(trained.fit.checkpoint.read_bytes())
@@ -297,8 +313,14 @@ def _log_model(trained: Trained, out: Path) -> None:
     from nextday.models.training import predict
 
     signature = infer_signature(example, predict(trained.model, example).astype(np.float32))
+    from nextday.models.networks import Winsorize
+
     mlflow.tensorflow.log_model(
-        trained.model, name="model", signature=signature, input_example=example
+        trained.model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        custom_objects={"Winsorize": Winsorize},
     )
 
 
@@ -306,14 +328,19 @@ def _pct(value: float) -> str:
     return f"{100 * value:.3f}%"
 
 
+def _ic_text(metrics: dict, segment: str, dates) -> str:
+    reason = ic_undefined_reason(dates)
+    return reason if reason else f"{metrics.get(f'{segment}_ic', float('nan')):.4f}"
+
+
 def _report(
-    spec, metrics, tables, dm, best, target, zero_mae, importance, by_size, by_month, cfg
+    spec, metrics, tables, dm, best, target, zero_mae, importance, by_size, by_month, cfg, ic_text
 ) -> str:
     judged = {"normal": "normal days", "earnings": "earnings days", "all": "all days"}[
         spec.evaluate_rows
     ]
     test_mae = metrics["test_mae"]
-    beats_zero = test_mae < metrics["baseline_zero_test_mae"]
+    level = float(cfg.evaluation.significance)
     p_zero = dm.get("dm_zero_mse_p", float("nan"))
     lines = [
         f"# Validation report: {spec.name} model ({spec.arch})",
@@ -325,12 +352,15 @@ def _report(
         "",
         "## The verdict, plainly",
         "",
-        f"- Test MAE {_pct(test_mae)} against {_pct(zero_mae)} for always predicting 0: the model "
-        f"{'beats' if beats_zero else 'does NOT beat'} the zero predictor "
-        f"(skill {metrics.get('test_skill', float('nan')):+.4f}).",
-        f"- Diebold-Mariano against zero (squared loss, one-sided p): {p_zero:.4g}; "
-        f"against the best baseline `{best}`: {dm.get('dm_best_mse_p', float('nan')):.4g}.",
-        f"- Test IC {metrics.get('test_ic', float('nan')):.4f}"
+        f"- Test MAE {_pct(test_mae)} against {_pct(zero_mae)} for always predicting 0 "
+        f"(skill {metrics.get('test_skill', float('nan')):+.4f}): "
+        + claims.versus("the zero predictor", dm.get("dm_zero_mae_p"), level)
+        + ".",
+        "- "
+        + claims.versus(f"the best baseline `{best}`", dm.get("dm_best_mae_p"), level)
+        + f". Squared loss, one-sided p: {p_zero:.4g} against zero, "
+        f"{dm.get('dm_best_mse_p', float('nan')):.4g} against `{best}`.",
+        f"- Test IC {ic_text}"
         + (
             f"; the oracle's {metrics['oracle_test_ic']:.4f} (ratio "
             f"{metrics.get('test_ic', 0) / metrics['oracle_test_ic']:.2f}); oracle MAE "

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from nextday.evaluation.metrics import POINT_METRICS, point_metrics, prefixed
 from nextday.models.spec import model_spec
-from nextday.steps.inputs import Prepared, load_prepared
+from nextday.steps.inputs import Prepared, load_prepared, prepared_spec
 from nextday.steps.train import fit_model, train_and_log
 from nextday.tracking import MODEL_TAG, STEP_TAG, artifact_dir, find_input_run, step_run
 from nextday.tuning.space import check_space, suggest, trial_config
@@ -42,6 +42,7 @@ def run_tune(cfg: DictConfig, overrides: list[str] | None = None) -> str:
     with step_run(cfg, "tune", model=spec.name) as parent, artifact_dir(cfg) as out:
         prepare_run = find_input_run("prepare", cfg.inputs.get("prepare_run_id"))
         prepared = load_prepared(prepare_run.info.run_id, out / "inputs")
+        prepared_spec(cfg, prepared)  # too few rows for this model: fails before any trial
         overrides = [*overrides, f"inputs.prepare_run_id={prepare_run.info.run_id}"]
         study = open_study(cfg, url, max_epochs, worker=parent.info.run_id)
         mlflow.set_tags({"nextday.study": study.study_name, "nextday.study.storage": masked(url)})
@@ -59,7 +60,7 @@ def run_tune(cfg: DictConfig, overrides: list[str] | None = None) -> str:
             mlflow.set_tag("nextday.best_trial", best.number)
             mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
             best_cfg = trial_config(overrides, best.params, None)
-            train_and_log(best_cfg, model_spec(best_cfg), prepared, out)
+            train_and_log(best_cfg, prepared_spec(best_cfg, prepared), prepared, out)
         log.info(
             "tune: %d trials by this worker; study best %s -> run %s",
             len(mine),
@@ -106,7 +107,7 @@ def _objective(
 
         try:
             trial_cfg = trial_config(overrides, params, max_epochs)
-            spec = model_spec(trial_cfg)
+            spec = prepared_spec(trial_cfg, prepared)
             trained = fit_model(
                 spec,
                 prepared.dataset,
