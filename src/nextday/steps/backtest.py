@@ -162,14 +162,12 @@ def _baselines(cfg, spec, data, processor):
     from nextday.models.baselines import Baselines
 
     x, y, weight = data.train_flat, data.train.y.astype(np.float64), data.train.weight
+    dates = data.train_dates
     limit = int(cfg.backtest.max_baseline_rows)
     if len(x) > limit:
         take = np.sort(np.random.default_rng(spec.seed).choice(len(x), limit, replace=False))
-        x, y, weight = x[take], y[take], weight[take]
-    tree = dict(cfg.train.baselines.tree)
-    return Baselines(processor, float(cfg.train.baselines.ridge_alpha), tree, seed=spec.seed).fit(
-        x, y, weight
-    )
+        x, y, weight, dates = x[take], y[take], weight[take], dates[take]
+    return Baselines.from_config(processor, cfg.train.baselines, spec.seed).fit(x, y, weight, dates)
 
 
 def _point_in_time(cfg, spec, rows: pd.DataFrame, dataset: pd.DataFrame) -> pd.DataFrame:

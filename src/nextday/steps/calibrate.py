@@ -21,6 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from nextday.evaluation import intervals
+from nextday.features import ALL_FEATURES
 from nextday.models.spec import ModelSpec, model_spec
 from nextday.reports import markdown
 from nextday.steps.inputs import load_prepared
@@ -73,12 +74,19 @@ def scale_feature_names(spec: ModelSpec, settings) -> list[str]:
     names = list(settings.scale_features)
     if spec.name == "earnings":
         names += list(settings.scale_features_earnings)
-    missing = [f for f in names if f not in spec.features]
-    if missing:
+    unknown = [f for f in names if f not in ALL_FEATURES]
+    if unknown:
+        raise ValueError(f"calibrate.scale_features {unknown} are not features")
+    # a feature prepare dropped as degenerate on this data carries no scale information
+    dropped = [f for f in names if f not in spec.features]
+    if dropped:
+        log.warning("calibrate: scale features %s are not inputs of this model: left out", dropped)
+    kept = [f for f in names if f in spec.features]
+    if not kept:
         raise ValueError(
-            f"calibrate.scale_features {missing} are not inputs of the {spec.name} model"
+            f"none of calibrate.scale_features {names} is an input of the {spec.name} model"
         )
-    return names
+    return kept
 
 
 def run_calibrate(cfg: DictConfig) -> str:

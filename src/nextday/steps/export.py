@@ -29,7 +29,7 @@ from nextday.export.files import write_onnx
 from nextday.inference.checks import input_columns
 from nextday.models.spec import model_spec
 from nextday.reports import markdown
-from nextday.reports.markdown import digits_to_tell_apart
+from nextday.reports.markdown import decimals_to_tell_apart
 from nextday.steps.calibrate import CALIBRATION_ARTIFACT, load_model_run
 from nextday.steps.inputs import load_prepared
 from nextday.tracking import INPUT_TAG, artifact_dir, find_input_run, step_run
@@ -428,12 +428,11 @@ def _decide(client, registered: str, version: str, checks, promote: bool) -> str
 def _report(
     spec, registered, version, metrics, deterministic, mc_parity, checks, decision, significance
 ) -> str:
-    digits = digits_to_tell_apart(
-        [100 * metrics[k] for k in ("test_mae", "baseline_zero_test_mae") if k in metrics]
-    )
+    compared = ("test_mae", "baseline_zero_test_mae", "val_mae", "baseline_zero_val_mae")
+    decimals = decimals_to_tell_apart([100 * metrics[k] for k in compared if k in metrics])
 
     def pct(key: str) -> str:
-        return f"{100 * metrics[key]:.{digits}g}%" if key in metrics else "n/a"
+        return f"{100 * metrics[key]:.{decimals}f}%" if key in metrics else "n/a"
 
     lines = [
         f"# Export report: {registered} version {version} ({spec.arch}, {spec.name})",

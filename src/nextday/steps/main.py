@@ -34,8 +34,9 @@ REUSE_TAG = "nextday.reuse_key"
 # on the main run: why a model was not trained (price-only data has no earnings samples)
 SKIPPED_TAG = "nextday.skipped."
 # the config groups each step reads (model steps: the model's spec reads model, arch and
-# train); upstream changes reach a step through the input run ids
-MODEL_SPEC = ("model", "arch", "train")
+# train, and its judging reads evaluation); upstream changes reach a step through the input
+# run ids
+MODEL_SPEC = ("model", "arch", "train", "evaluation")
 STEP_CONFIG = {
     "prepare": ("data", "quality", "features", "split", "store"),
     "train": MODEL_SPEC,

@@ -20,6 +20,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from nextday.data.store import Store
+from nextday.evaluation.metrics import daily_ic, ic_undefined_reason
 from nextday.models.spec import model_spec
 from nextday.monitoring import drift
 from nextday.reports import html as html_page
@@ -185,8 +186,12 @@ def run_monitor(cfg: DictConfig) -> str:
             "rolling_coverage": float(judged["rolling_coverage"].iloc[-1])
             if len(judged)
             else np.nan,
+            "rolling_ic": float(judged["rolling_ic"].iloc[-1]) if len(judged) else np.nan,
             "latency_ms_p50": float(predictions["latency_ms"].median()),
         }
+        if not np.isfinite(summary["rolling_ic"]):
+            known = predictions.dropna(subset=["actual"])
+            log.info("monitor: IC %s", ic_undefined_reason(known["ts"]) or "undefined")
         table = drift_table(store, predictions, reference, settings)
         enough = table["rows"] >= int(settings.min_rows)
         drifted = table[
@@ -258,8 +263,14 @@ def _daily(predictions: pd.DataFrame, window: int, coverage_window: int) -> pd.D
             "latency_ms_p50": grouped["latency_ms"].median(),
         }
     )
+    known = frame.dropna(subset=["actual"])
+    # the same cross-sectional rule as every step: dates with too few symbols have no IC
+    daily["ic"] = daily_ic(
+        known["predicted"].to_numpy(float), known["actual"].to_numpy(float), known["ts"].to_numpy()
+    )
     judged = daily.dropna(subset=["mae"])
     daily["rolling_mae"] = judged["mae"].rolling(window, min_periods=1).mean()
+    daily["rolling_ic"] = judged["ic"].rolling(window, min_periods=1).mean()
     daily["rolling_coverage"] = judged["coverage"].rolling(coverage_window, min_periods=1).mean()
     return daily
 

@@ -25,6 +25,7 @@ from nextday.evaluation.importance import permutation_importance
 from nextday.evaluation.metrics import ic_undefined_reason
 from nextday.models.spec import ModelSpec, check_dataset_columns, model_spec
 from nextday.reports import markdown
+from nextday.reports.markdown import decimals_to_tell_apart
 from nextday.steps.inputs import load_prepared, prepared_spec
 from nextday.tracking import STEP_TAG, artifact_dir, find_input_run, step_run
 
@@ -88,10 +89,9 @@ def fit_model(
     )
     fitted = None
     if baselines:
-        tree = dict(cfg.train.baselines.tree)
-        fitted = Baselines(
-            processor, float(cfg.train.baselines.ridge_alpha), tree, seed=spec.seed
-        ).fit(data.train_flat, data.train.y.astype(np.float64), data.train.weight)
+        fitted = Baselines.from_config(processor, cfg.train.baselines, spec.seed).fit(
+            data.train_flat, data.train.y.astype(np.float64), data.train.weight, data.train_dates
+        )
     return Trained(spec, model, processor, data, result, fitted)
 
 
@@ -202,6 +202,7 @@ def judge(trained: Trained, cfg: DictConfig, out: Path) -> tuple[dict[str, float
         "best_val_loss": min(fit.history["val_loss"]),
         "train_rows": len(trained.data.train),
         "rows_without_window": trained.data.dropped_without_window,
+        "baseline_linear_alpha": trained.baselines.ridge_alpha_,
     }
     tables, forecasts = {}, {}
     for segment in ("val", "test"):
@@ -324,8 +325,8 @@ def _log_model(trained: Trained, out: Path) -> None:
     )
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.3f}%"
+def _pct(value: float, decimals: int = 3) -> str:
+    return f"{100 * value:.{decimals}f}%"
 
 
 def _ic_text(metrics: dict, segment: str, dates) -> str:
@@ -341,6 +342,7 @@ def _report(
     ]
     test_mae = metrics["test_mae"]
     level = float(cfg.evaluation.significance)
+    decimals = decimals_to_tell_apart([100 * test_mae, 100 * zero_mae])
     p_zero = dm.get("dm_zero_mse_p", float("nan"))
     lines = [
         f"# Validation report: {spec.name} model ({spec.arch})",
@@ -352,7 +354,8 @@ def _report(
         "",
         "## The verdict, plainly",
         "",
-        f"- Test MAE {_pct(test_mae)} against {_pct(zero_mae)} for always predicting 0 "
+        f"- Test MAE {_pct(test_mae, decimals)} against {_pct(zero_mae, decimals)} for always "
+        "predicting 0 "
         f"(skill {metrics.get('test_skill', float('nan')):+.4f}): "
         + claims.versus("the zero predictor", dm.get("dm_zero_mae_p"), level)
         + ".",
