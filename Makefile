@@ -27,7 +27,7 @@ serve: setup
 
 # fast tests (PostgreSQL tests start their own server)
 test: setup
-	$(BIN)/pytest -m "not slow" -q
+	$(BIN)/pytest -m "not slow" -q --durations=20
 
 test-full: setup
 	$(BIN)/pytest -q

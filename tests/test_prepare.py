@@ -111,7 +111,9 @@ def _corrupt(kind, rows):
     """A copy of `rows` with one kind of problem planted at data row 8 (file line 9)."""
     rows = [dict(r) for r in rows]
     if kind == "missing column":
-        return [{k: v for k, v in r.items() if k != "Volume"} for r in rows]
+        return [{k: v for k, v in r.items() if k != "Close"} for r in rows]
+    if kind == "open and high without low":
+        return [{k: v for k, v in r.items() if k != "Low"} for r in rows]
     if kind == "unparsable date":
         rows[7]["Date"] = "2023-13-45"
     elif kind == "non-numeric price":
@@ -128,7 +130,8 @@ def _corrupt(kind, rows):
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("missing column", r"bad\.csv.*volume"),
+        ("missing column", r"bad\.csv line 1: missing required column.*'close'"),
+        ("open and high without low", r"bad\.csv line 1: has 'open', 'high' but not 'low'"),
         ("unparsable date", r"bad\.csv line 9.*date.*2023-13-45"),
         ("non-numeric price", r"bad\.csv line 9.*'close'.*abc"),
         ("negative price", r"bad\.csv line 9.*'low'.*negative"),

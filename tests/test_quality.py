@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
-from real_data import real_shaped_bars
 
 from nextday.config import compose
 from nextday.data.quality import ROW_KINDS, SYMBOL_KINDS, DataQualityError, validate
 from nextday.data.schema import RawMarket, empty_earnings
+from real_data import real_shaped_bars
 
 # the symbol each defect is planted in, and the date (a row defect) it is planted on
 PLANTED = {

@@ -135,3 +135,17 @@ def test_a_vendor_ohlcv_file_is_read_as_shipped_and_its_defects_found(tmp_path):
             zero = train[f"baseline_zero_{segment}_mae"]
             assert train[f"baseline_linear_{segment}_mae"] < 1.01 * zero
         assert np.isfinite(train["test_ic"])  # 160+ symbols a date: the IC is defined
+
+
+def test_stylized_fact_ranges_hold_on_real_large_caps():
+    from nextday.data.schema import RawMarket, empty_earnings
+    from nextday.reports.market_facts import check_facts, measure_facts
+    from real_data import real_closes
+
+    bars = real_closes().rename_axis("ts").reset_index()
+    bars = bars.melt(id_vars="ts", var_name="symbol", value_name="close")
+    bars = bars.assign(open=bars["close"], high=bars["close"], low=bars["close"], volume=1.0)
+    checked = check_facts(measure_facts(RawMarket(bars, empty_earnings(), "csv")))
+    measured = checked[checked["holds"].notna()].set_index("fact")
+    assert set(measured.index) == {"normal_day_sd", "abs_to_sd", "abs_acf_1_10", "mean_pair_corr"}
+    assert measured["holds"].all(), measured[["value", "low", "high"]]

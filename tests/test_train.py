@@ -118,9 +118,9 @@ def test_processor_sees_training_rows_only(quick_run):
     train_rows = (dataset["split"] == "train") & ~dataset["is_earnings"]
     training = dataset.loc[train_rows, TECHNICAL_FEATURES].to_numpy(dtype=np.float64)
     q = float(cfg.train.processor.clip_quantile)
-    np.testing.assert_allclose(
-        trained.processor.upper, np.quantile(training, 1 - q, axis=0), rtol=1e-6, atol=1e-9
-    )
+    median = np.median(training, axis=0)
+    upper = [np.quantile(c[c > m], 1 - 2 * q) for c, m in zip(training.T, median, strict=True)]
+    np.testing.assert_allclose(trained.processor.upper, upper, rtol=1e-6, atol=1e-9)
     expected = np.median(trained.processor.clip(training), axis=0)
     np.testing.assert_allclose(trained.processor.center, expected, atol=1e-5)
     assert max(trained.processor.upper) < 10
@@ -256,3 +256,21 @@ def test_the_same_seed_gives_the_same_model():
         )
         predictions.append(predict(model, x))
     np.testing.assert_array_equal(predictions[0], predictions[1])
+
+
+def test_too_few_earnings_samples_are_refused_with_the_counts():
+    from nextday.models.data import DataRequirementError, check_segments, segment_counts
+
+    spec = model_spec(compose(["model=earnings"]))
+    dataset = _toy_dataset()
+    counts = segment_counts(dataset)
+    have = {s: counts[s]["earnings"] for s in ("val", "test")}
+    needed = max(have.values()) + 1
+    with pytest.raises(DataRequirementError) as caught:
+        check_segments(spec, counts, needed)
+    message = str(caught.value)
+    assert f"needs at least {needed} rows" in message
+    for segment, n in have.items():
+        assert f"{segment} (earnings rows): {n:,}" in message
+    assert "data.earnings_path" in message
+    check_segments(spec, counts, min(have.values()))  # enough: no error

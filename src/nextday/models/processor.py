@@ -6,12 +6,13 @@ its first layers (a clip, then a fixed normalization), every baseline is fitted 
 output, and the ONNX graph rebuilds the same two operations from the network's weights, so
 training, baselines, export and serving see one transformation.
 
-1. Winsorize: each feature is clipped to its training quantiles (`clip_quantile` and
+1. Winsorize: each feature is clipped to its training quantiles (about `clip_quantile` and
    1 - `clip_quantile`). A few extreme values on real data (a bad tick, a volume spike) no
-   longer dominate a linear fit or saturate a unit. For a sparse feature (most rows at one
-   value, e.g. an earnings surprise that is 0 on ordinary days) a quantile would fall on that
-   value and erase the feature, so that side is clipped at the same quantile of the values
-   off the bulk instead.
+   longer dominate a linear fit or saturate a unit. Each tail's bound is the quantile among
+   the values beyond the median on that side (1 - 2q of the upper half, which is the 1 - q
+   quantile of a continuous feature), so that a sparse feature (most rows at one value, e.g.
+   an earnings surprise that is 0 on ordinary days) is clipped within its own non-zero
+   values instead of being erased at the bulk's value.
 2. Scale: robust (median and interquartile range / 1.349, the s.d. of a normal with that
    IQR) or standard (mean and s.d.), computed on the clipped training values. A feature with
    no spread gets scale 1; its centred value is then 0 everywhere.
@@ -116,14 +117,12 @@ class FeatureProcessor:
 
 
 def _bounds(column: np.ndarray, q: float) -> tuple[float, float]:
+    """Clip bounds: the same share of each tail, measured among the values beyond the median
+    on that side (1 - 2q of the upper half is the 1 - q quantile of a continuous feature)."""
     if q <= 0:
         return -UNBOUNDED, UNBOUNDED
     median = float(np.median(column))
-    low, high = (float(v) for v in np.quantile(column, [q, 1.0 - q]))
-    if low >= median:  # the lower tail is rarer than q: clip within it
-        below = column[column < median]
-        low = float(np.quantile(below, q)) if below.size else median
-    if high <= median:
-        above = column[column > median]
-        high = float(np.quantile(above, 1.0 - q)) if above.size else median
+    above, below = column[column > median], column[column < median]
+    high = float(np.quantile(above, 1.0 - 2.0 * q)) if above.size else median
+    low = float(np.quantile(below, 2.0 * q)) if below.size else median
     return low, high

@@ -162,7 +162,7 @@ def run_export(cfg: DictConfig) -> str:
 
         # the served output, judged
         session = _session(folder / files["mc_optimized"])
-        outputs = {s: _mc_outputs(session, data.judged[s].x) for s in ("val", "test")}
+        outputs = {s: _mc_outputs(session, data.judged[s].x) for s in ("train", "val", "test")}
         for segment, judged in (("val", val), ("test", test)):
             metrics.update(_judge(outputs[segment], judged.y, judged.dates, segment))
         metrics.update(
@@ -285,9 +285,10 @@ REFERENCE = "reference.json"
 
 def _write_reference(folder: Path, spec, data, outputs, metrics, drift_days: int) -> str:
     """What the monitor compares live traffic with: each feature's distribution on the
-    training rows the model serves and the served prediction's on the validation rows, the
-    PSI of every `drift_days` window of those periods (each one's natural spread), and the
-    validation MAE and coverage."""
+    training rows the model serves and the served prediction's on the training and
+    validation rows, the PSI of every `drift_days` window of those periods (each one's
+    natural spread: the validation period alone is too short to show how far a month of
+    predictions strays on the same market), and the validation MAE and coverage."""
     from nextday.monitoring import drift
 
     train, val = data.judged["train"], data.judged["val"]
@@ -301,7 +302,10 @@ def _write_reference(folder: Path, spec, data, outputs, metrics, drift_days: int
             name: described(train.flat[:, i], train.dates, seed=i)
             for i, name in enumerate(spec.features)
         },
-        "prediction": described(outputs["val"]["prediction"], val.dates),
+        "prediction": described(
+            np.concatenate([outputs["train"]["prediction"], outputs["val"]["prediction"]]),
+            np.concatenate([train.dates, val.dates]),
+        ),
         "window_days": drift_days,
         "val_mae": metrics["val_mae"],
         "val_coverage_80": metrics["val_coverage_80"],
