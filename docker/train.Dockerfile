@@ -19,8 +19,8 @@ WORKDIR /app
 COPY pyproject.toml requirements.lock README.md ./
 RUN mkdir -p src/nextday && touch src/nextday/__init__.py \
     && pip install -c requirements.lock -e .
-# Editable on purpose: nextday.config looks for conf/ two levels above the package
-# (/app/src/nextday -> /app/conf); from site-packages it would not find it.
+# Editable: the package stays in /app/src, where its conf link (src/nextday/conf ->
+# ../../conf) points at /app/conf; a wheel install would carry its own copy instead.
 COPY MLproject conda.yaml ./
 COPY conf ./conf
 COPY src ./src

@@ -584,8 +584,9 @@ def test_copy_sources_exist_and_reach_the_build(path):
 
 @pytest.mark.parametrize("path", [TRAIN_DOCKERFILE, SERVE_DOCKERFILE], ids=lambda p: p.name)
 def test_image_has_conf_where_the_code_looks_for_it(path):
-    """nextday.config finds conf/ relative to the package's source folder: the image must
-    install src/ editable (the package stays in place) with conf/ copied where that points."""
+    """nextday.config finds conf/ through the package's conf link (src/nextday/conf ->
+    ../../conf): the image installs src/ editable (the package stays in place) with conf/
+    copied where that link points."""
     relative = os.path.relpath(config.CONF_DIR, Path(config.__file__).parent)
     destinations = {}
     for sources, destination, workdir in copies(path):
@@ -594,7 +595,7 @@ def test_image_has_conf_where_the_code_looks_for_it(path):
     package = os.path.join(destinations["src"], "nextday")
     assert os.path.normpath(os.path.join(package, relative)) == destinations["conf"]
     final = [a for k, a in dockerfile(path) if k == "RUN" and "pip install" in a][-1]
-    assert re.search(r"(-e|--editable) \.", final), "a site-packages install would lose conf/"
+    assert re.search(r"(-e|--editable) \.", final), "the image installs src/ editable"
 
 
 def test_train_image_runs_steps(services):

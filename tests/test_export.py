@@ -235,6 +235,24 @@ def test_mlflow_models_serve_answers_and_refuses_bad_input(store):
         unkeyed.loc[3, "symbol"] = None
         refused = invoke({"dataframe_records": unkeyed.to_dict(orient="records")})
         assert refused.status_code == 400 and "row 3" in refused.json()["message"]
+        # keys checked at the door: 400 naming the row, and nothing of the request logged
+        for column, value, said in (
+            ("date", "2021-01-04T00:00:00+05:00", "not a calendar date"),
+            ("date", 20210104, "20210104"),
+            ("date", "04/01/2021", "day/month order"),
+            ("symbol", "X" * 40, "40 characters"),
+            ("symbol", "  ", "the symbol is empty"),
+        ):
+            bad_keys = keyed.assign(symbol=[f"BAD{i:03d}" for i in range(64)]).astype(
+                {column: object}
+            )
+            bad_keys.loc[5, column] = value
+            answer = invoke({"dataframe_records": bad_keys.to_dict(orient="records")})
+            assert answer.status_code == 400, (value, answer.text[:300])
+            assert (
+                "row 5" in answer.json()["message"] or column == "date" and isinstance(value, int)
+            ), answer.json()["message"]
+            assert said in answer.json()["message"], answer.json()["message"]
         store = Store(f"sqlite:///{root}/served.db")
         deadline = time.time() + 30
         while True:  # the server's logger writes in the background, about once a second

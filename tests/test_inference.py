@@ -214,3 +214,88 @@ def test_a_tampered_file_is_refused(mlp, tmp_path):
     target.write_bytes(target.read_bytes()[:-1] + b"\x00")
     with pytest.raises(ChecksumError, match="does not match its checksum"):
         ModelInference(copy)
+
+
+def test_keys_are_checked_before_anything_is_answered():
+    import datetime as dt
+
+    from nextday.inference.checks import InputError, check_keys
+
+    good = check_keys(
+        [("AAPL", "2021-01-04"), (" MSFT ", "2021-01-05T00:00:00"), ("KO", dt.date(2021, 1, 6))],
+        3,
+    )
+    assert list(good["symbol"]) == ["AAPL", "MSFT", "KO"]
+    assert list(good["ts"]) == list(pd.to_datetime(["2021-01-04", "2021-01-05", "2021-01-06"]))
+    refused = {
+        "2021-01-04T00:00:00+05:00": "not a calendar date",
+        pd.Timestamp("2021-01-04", tz="UTC"): "carries a time zone",
+        20210104: "is a number",
+        "04/01/2021": "day/month order",
+        "2021-02-30": "not a valid calendar date",
+        "2021-01-04 15:30": "not a calendar date",
+    }
+    for date, said in refused.items():
+        with pytest.raises(InputError, match=rf"row 1: .*{said}"):
+            check_keys([("AAPL", "2021-01-04"), ("AAPL", date)], 2)
+    for symbol, said in {"": "empty", "X" * 33: "33 characters", 7203: "not a string"}.items():
+        with pytest.raises(InputError, match=rf"row 0: .*{said}"):
+            check_keys([(symbol, "2021-01-04")], 1)
+    with pytest.raises(InputError, match="2 keys for 3 rows"):
+        check_keys([("A", "2021-01-04")] * 2, 3)
+
+
+def _register(folder, tracking: str) -> str:
+    """Log an export folder as the served pyfunc model and register it (as export does)."""
+    import mlflow
+
+    from nextday.inference import served_model
+    from nextday.inference.model import SHA_TAG
+    from nextday.inference.pyfunc import EXPORT_ARTIFACT
+
+    mlflow.set_tracking_uri(tracking)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=served_model.__file__,
+            artifacts={EXPORT_ARTIFACT: str(folder)},
+        )
+    sums = json.loads((folder / "metadata.json").read_text())["sha256"]
+    version = mlflow.register_model(
+        info.model_uri, "nextday-cache-test", tags={SHA_TAG: json.dumps(sums, sort_keys=True)}
+    )
+    return f"models:/nextday-cache-test/{version.version}"
+
+
+def test_a_rebuilt_registry_serves_its_new_model_not_a_cached_copy(tmp_path, monkeypatch):
+    import mlflow
+
+    from nextday.inference.model import cache_root, local_folder
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NEXTDAY_MODEL_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)  # the runs' artifacts go under ./mlruns
+    before = mlflow.get_tracking_uri()
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    try:
+        _export(tmp_path / "first", [])
+        uri = _register(tmp_path / "first", tracking)
+        assert uri.endswith("/1")
+        assert len(ModelInference(uri).features) == 20
+        assert cache_root() == cache and (cache.stat().st_mode & 0o777) == 0o700
+
+        # the registry is rebuilt at the same URI: version 1 is now the 37-feature model
+        mlflow.MlflowClient().delete_registered_model("nextday-cache-test")
+        _export(tmp_path / "second", ["model=earnings"])
+        assert _register(tmp_path / "second", tracking) == uri
+        assert len(ModelInference(uri).features) == 37
+
+        # a damaged cached copy is found against the registry's checksums and fetched again
+        folder = local_folder(uri)
+        onnx = next(folder.glob("*.optimized.onnx"))
+        onnx.write_bytes(onnx.read_bytes()[:-10] + b"0123456789")
+        again = ModelInference(uri)
+        assert len(again.features) == 37
+        assert again.predict_batch(np.zeros((2, 37), dtype=np.float32)).shape == (2, 5)
+    finally:
+        mlflow.set_tracking_uri(before)

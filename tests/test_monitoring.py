@@ -97,3 +97,54 @@ def test_logged_predictions_survive_a_database_restart():
     finally:
         local_postgres.stop(folder)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _poisoned(bad_symbol) -> pd.DataFrame:
+    rows = _rows(0, 40)
+    rows.loc[17, "symbol"] = bad_symbol
+    return rows
+
+
+def _dead_letters(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _poison_check(url: str, bad_symbol, error_text: str, folder: Path) -> None:
+    logger = PredictionLogger(url, background=False, dead_letter=folder / "dead.jsonl")
+    logger.log(_poisoned(bad_symbol))
+    assert logger.flush() == 39
+    assert logger.rejected == 1 and logger.failures == 0 and logger.pending == 0
+    (letter,) = _dead_letters(folder / "dead.jsonl")
+    assert letter["ts"].startswith("2024-03-01") and error_text in letter["error"]
+    logger.log(_rows(100, 10))  # later predictions are not blocked by the bad row
+    assert logger.flush() == 10
+    stored = Store(url).read("model_predictions")
+    assert len(stored) == 49 and logger.written == 49
+
+
+def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_written(tmp_path):
+    url = f"sqlite:///{tmp_path}/log.db"
+    _poison_check(url, None, "NOT NULL", tmp_path)  # an empty key: SQLite refuses it
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_a_long_symbol_and_only_that_row_is_lost(tmp_path):
+    folder = Path(tempfile.mkdtemp(prefix="nextday-pg-poison-"))
+    try:
+        url = local_postgres.start(folder)
+        _poison_check(url, "X" * 40, "too long", tmp_path)
+    finally:
+        local_postgres.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_rows_that_cannot_be_written_at_close_are_counted_and_kept(tmp_path):
+    away = "postgresql+psycopg2://postgres@127.0.0.1:1/nextday"
+    logger = PredictionLogger(away, background=False, dead_letter=tmp_path / "dead.jsonl")
+    logger.log(_rows(0, 12))
+    logger.close(timeout=0.1)
+    assert logger.unwritten == 12 and logger.rejected == 0 and logger.pending == 0
+    letters = _dead_letters(tmp_path / "dead.jsonl")
+    assert len(letters) == 12 and "unreachable" in letters[0]["error"]

@@ -69,10 +69,14 @@ def test_the_linear_baseline_is_not_wrecked_by_outliers():
         fitted = Baselines(processor, (1.0,), {"max_iter": 5}).fit(x[train], y[train], None, dates)
         results[q] = np.mean(np.abs(fitted.predict("linear", x[test]) - y[test])) / zero
     test_x = x[test].copy()
-    test_x[:5, 1] = 1e4  # outliers reach serving too
-    processor = FeatureProcessor.fit(tuple("abcd"), x[train], y[train], 0.005)
-    fitted = Baselines(processor, (1.0,), {"max_iter": 5}).fit(x[train], y[train], None, dates)
-    assert np.all(np.abs(fitted.predict("linear", test_x)) < 0.01)
+    test_x[:5, 1] = 1e5  # outliers reach serving too
+    answers = {}
+    for q in (0.0, 0.005):
+        processor = FeatureProcessor.fit(tuple("abcd"), x[train], y[train], q)
+        fitted = Baselines(processor, (1.0,), {"max_iter": 5}).fit(x[train], y[train], None, dates)
+        answers[q] = np.abs(fitted.predict("linear", test_x[:5]))
+    assert np.all(answers[0.005] < 0.01)  # clipped to the training range: an ordinary answer
+    assert np.all(answers[0.0] > 10 * answers[0.005].max())  # unclipped: the outlier dominates
     assert results[0.005] < 1.01
 
 

@@ -100,3 +100,44 @@ def test_bad_override_names_the_problem(override):
     )
     assert result.returncode != 0
     assert override.split("=")[0].split(".")[-1] in result.stderr
+
+
+def test_the_wheel_carries_its_configs_and_runs_from_an_empty_folder(tmp_path):
+    """`pip install .` gives a package that finds its configs without the source tree."""
+    wheels, site, empty = tmp_path / "wheels", tmp_path / "site", tmp_path / "empty"
+    empty.mkdir()
+    pip = [sys.executable, "-m", "pip", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = wheels.glob("nextday-*.whl")
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert (site / "nextday" / "conf" / "config.yaml").is_file()
+    assert not (site / "nextday" / "conf").is_symlink()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NEXTDAY_"))}
+    env["PYTHONPATH"] = str(site)  # the wheel's nextday before the editable one
+
+    def nextday(*args: str, **extra) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "nextday", *args], cwd=empty, env={**env, **extra},
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    where = subprocess.run(
+        [sys.executable, "-c", "import nextday.config as c; print(c.conf_dir())"],
+        cwd=empty, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert where.stdout.strip() == str((site / "nextday" / "conf").resolve())
+    shown = nextday("show", "experiment=quick")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "n_symbols: 30" in shown.stdout and str(empty) in shown.stdout  # paths.root = cwd
+    prepared = nextday("prepare", "experiment=quick")
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    assert (empty / "mlflow.db").exists() and (empty / "data" / "nextday.db").exists()
+    # NEXTDAY_CONF points elsewhere: a folder without config.yaml is named
+    missing = nextday("show", NEXTDAY_CONF=str(tmp_path / "nowhere"))
+    assert missing.returncode != 0 and "NEXTDAY_CONF points there" in missing.stderr

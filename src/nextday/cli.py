@@ -86,9 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # TF warns about retracing when trials build new models: expected, not actionable
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    from nextday.config import compose
+    from nextday.config import SecretInConfigError, compose
 
-    cfg = compose(overrides)
+    try:
+        cfg = compose(overrides)
+    except SecretInConfigError as error:
+        print(f"nextday: {error}", file=sys.stderr)
+        return 2
     if step == "show":
         print(OmegaConf.to_yaml(cfg))
         return 0

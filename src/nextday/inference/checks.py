@@ -8,10 +8,17 @@ day, `ret_1d_lag1` the day before, ...).
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+# the longest symbol the store holds (model_predictions.symbol is VARCHAR(32))
+MAX_SYMBOL_LENGTH = 32
+# an ISO calendar date, optionally at midnight without a zone: 2021-01-04, 2021-01-04T00:00:00
+_ISO_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T ]00:00(?::00(?:\.0+)?)?)?$")
 
 
 class InputError(ValueError):
@@ -152,3 +159,63 @@ def to_array(data, features: Sequence[str], window: int = 1, single: bool = Fals
     if window > 1:
         array = array.reshape(len(array), window, len(features))
     return array
+
+
+def check_keys(keys, rows: int) -> pd.DataFrame:
+    """The (symbol, date) keys a batch is logged under, checked before anything is answered:
+    a symbol is a non-empty string of at most MAX_SYMBOL_LENGTH characters; a date is an
+    unambiguous calendar date (YYYY-MM-DD, or a naive date or midnight timestamp). A
+    time-zone-aware stamp, an integer such as 20210104 and a day/month string such as
+    04/01/2021 are refused, naming the row. Returns symbol (str) and ts (datetime64[ns])."""
+    if not isinstance(keys, pd.DataFrame):
+        keys = pd.DataFrame(list(keys), columns=["symbol", "date"])
+    if len(keys) != rows:
+        raise InputError(f"{len(keys)} keys for {rows} rows to log")
+    symbols, dates = [], []
+    for i, (symbol, date) in enumerate(zip(keys["symbol"], keys["date"], strict=True)):
+        symbols.append(_symbol(i, symbol))
+        dates.append(_date(i, date))
+    return pd.DataFrame({"symbol": symbols, "ts": pd.to_datetime(dates).astype("datetime64[ns]")})
+
+
+def _symbol(row: int, value) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"row {row}: symbol {value!r} is not a string")
+    symbol = value.strip()
+    if not symbol:
+        raise InputError(f"row {row}: the symbol is empty")
+    if len(symbol) > MAX_SYMBOL_LENGTH:
+        raise InputError(
+            f"row {row}: symbol {symbol[:12]!r}... is {len(symbol)} characters; at most "
+            f"{MAX_SYMBOL_LENGTH} are stored"
+        )
+    return symbol
+
+
+def _date(row: int, value) -> pd.Timestamp:
+    if isinstance(value, bool) or isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(
+            f"row {row}: date {value!r} is a number, not an unambiguous date: send YYYY-MM-DD"
+        )
+    if isinstance(value, str):
+        found = _ISO_DATE.match(value.strip())
+        if not found:
+            raise InputError(
+                f"row {row}: date {value!r} is not a calendar date as YYYY-MM-DD (a time zone, "
+                "a time of day or a day/month order that cannot be told is refused)"
+            )
+        try:
+            return pd.Timestamp(dt.date.fromisoformat(found.group(1)))
+        except ValueError:
+            raise InputError(f"row {row}: date {value!r} is not a valid calendar date") from None
+    if isinstance(value, (pd.Timestamp, dt.datetime, np.datetime64, dt.date)):
+        stamp = pd.Timestamp(value)
+        if stamp.tzinfo is not None:
+            raise InputError(
+                f"row {row}: date {value!r} carries a time zone: send the exchange date as "
+                "YYYY-MM-DD"
+            )
+        if stamp != stamp.normalize():
+            raise InputError(f"row {row}: date {value!r} has a time of day: send the date only")
+        return stamp
+    raise InputError(f"row {row}: date {value!r} is not a date")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -20,9 +22,12 @@ import numpy as np
 import pandas as pd
 
 from nextday.export.graphs import OUTPUTS
-from nextday.inference.checks import InputError, to_array
+from nextday.inference.checks import check_keys, to_array
 
 METADATA = "metadata.json"
+# on a registered version: the SHA-256 of every file of the export, as JSON (export sets it)
+SHA_TAG = "nextday.sha256"
+CACHE_ENV = "NEXTDAY_MODEL_CACHE"
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
 
@@ -63,8 +68,23 @@ def verify(folder: Path, metadata: dict) -> None:
             )
 
 
+def cache_root() -> Path:
+    """Where registry and run models are kept once downloaded: NEXTDAY_MODEL_CACHE, else
+    ~/.cache/nextday/models; created private to the user (mode 0700)."""
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nextday" / "models")
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return root
+
+
 def local_folder(source: str | Path) -> Path:
-    """A local folder for `source`: itself, or a registry/run URI downloaded once per version."""
+    """A local folder for `source`: itself, or a registry/run URI downloaded once.
+
+    A registry version's copy is keyed by what the registry says the version is (its source
+    run, its model URI and the SHA-256 of every file that export recorded in the registry's
+    version tag), not by its name and number alone: a registry rebuilt under the same URI
+    with another model as version 1 gets a new copy. On every load the copy is checked
+    against the registry's checksums and downloaded again when it differs.
+    """
     text = str(source)
     if not text.startswith(("models:/", "runs:/")):
         folder = Path(text)
@@ -73,32 +93,52 @@ def local_folder(source: str | Path) -> Path:
         return find_metadata(folder).parent
     import mlflow
 
-    resolved = _resolve_alias(text) if text.startswith("models:/") else text
-    # one cache entry per tracking store and model version (aliases are resolved first)
-    key = hashlib.sha256(f"{mlflow.get_tracking_uri()}|{resolved}".encode()).hexdigest()[:24]
-    root = Path(tempfile.gettempdir()) / "nextday-models"
+    expected: dict | None = None
+    if text.startswith("models:/"):
+        name, number = _name_and_version(text)
+        version = mlflow.MlflowClient().get_model_version(name, number)
+        recorded = version.tags.get(SHA_TAG)
+        expected = json.loads(recorded) if recorded else None
+        resolved = f"models:/{name}/{version.version}"
+        identity = f"{resolved}|{version.run_id}|{version.source}|{recorded}"
+    else:
+        resolved = identity = text
+    key = hashlib.sha256(f"{mlflow.get_tracking_uri()}|{identity}".encode()).hexdigest()[:24]
+    root = cache_root()
     target = root / key
-    if not target.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="download-", dir=root))
-        mlflow.artifacts.download_artifacts(artifact_uri=resolved, dst_path=str(staging))
+    for attempt in range(2):
+        if not target.exists():
+            staging = Path(tempfile.mkdtemp(prefix="download-", dir=root))
+            mlflow.artifacts.download_artifacts(artifact_uri=resolved, dst_path=str(staging))
+            try:
+                staging.rename(target)
+            except OSError:  # another process got there first
+                shutil.rmtree(staging, ignore_errors=True)
+        folder = find_metadata(target).parent
         try:
-            staging.rename(target)
-        except OSError:  # another process got there first
-            pass
-    return find_metadata(target).parent
+            if expected is not None:
+                verify(folder, {"sha256": expected})
+            return folder
+        except ChecksumError:
+            if attempt == 1:
+                raise
+            shutil.rmtree(target, ignore_errors=True)  # a stale or damaged copy: fetch again
+    raise AssertionError("unreachable")
 
 
-def _resolve_alias(uri: str) -> str:
-    """`models:/name@alias` as `models:/name/version` (aliases move; versions do not)."""
+def _name_and_version(uri: str) -> tuple[str, str]:
+    """`models:/name/3` or `models:/name@alias` as (name, version): aliases move, versions
+    do not."""
     import mlflow
 
     rest = uri.removeprefix("models:/")
-    if "@" not in rest:
-        return uri
-    name, alias = rest.split("@", 1)
-    version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
-    return f"models:/{name}/{version}"
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+    name, _, number = rest.rpartition("/")
+    if not name or not number:
+        raise ValueError(f"{uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>")
+    return name, number
 
 
 @functools.lru_cache(maxsize=32)
@@ -170,11 +210,12 @@ class ModelInference:
         """One row (a mapping of feature -> value, or a vector in feature order); with a
         logger, `key` = (symbol, date) logs it."""
         x = to_array(features, self.features, self.window, single=True)
+        checked = check_keys([key], 1) if key is not None else None
         started = time.perf_counter()
         out = self.run(x)
         answer = {name: float(out[name][0]) for name in OUTPUTS}
-        if self.logger is not None and key is not None:
-            self._log(pd.DataFrame([answer]), [key], time.perf_counter() - started)
+        if self.logger is not None and checked is not None:
+            self._log(pd.DataFrame([answer]), checked, time.perf_counter() - started)
         return answer
 
     def predict_batch(self, features_list, keys=None) -> pd.DataFrame:
@@ -182,24 +223,22 @@ class ModelInference:
         in the input's order (and with a DataFrame's index). With a logger, `keys` (a
         DataFrame with symbol and date, or (symbol, date) pairs, one per row) logs them."""
         x = to_array(features_list, self.features, self.window)
+        checked = check_keys(keys, len(x)) if keys is not None else None  # before answering
         started = time.perf_counter()
         out = self.run(x)
         index = features_list.index if isinstance(features_list, pd.DataFrame) else None
         answer = pd.DataFrame({name: out[name].astype(np.float64) for name in OUTPUTS}, index=index)
-        if self.logger is not None and keys is not None:
-            self._log(answer, keys, time.perf_counter() - started)
+        if self.logger is not None and checked is not None:
+            self._log(answer, checked, time.perf_counter() - started)
         return answer
 
-    def _log(self, answer: pd.DataFrame, keys, seconds: float) -> None:
-        if not isinstance(keys, pd.DataFrame):
-            keys = pd.DataFrame(list(keys), columns=["symbol", "date"])
-        if len(keys) != len(answer):
-            raise InputError(f"{len(keys)} keys for {len(answer)} rows to log")
+    def _log(self, answer: pd.DataFrame, keys: pd.DataFrame, seconds: float) -> None:
+        """`keys` as `check_keys` returns them: symbol and ts, one per answer row."""
         self.logger.log(
             pd.DataFrame(
                 {
-                    "symbol": keys["symbol"].astype(str).to_numpy(),
-                    "ts": pd.to_datetime(keys["date"]).to_numpy(),
+                    "symbol": keys["symbol"].to_numpy(),
+                    "ts": keys["ts"].to_numpy(),
                     "model_name": self.name,
                     "model_version": self.version,
                     "predicted": answer["prediction"].to_numpy(),

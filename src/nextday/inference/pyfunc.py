@@ -9,8 +9,10 @@ warning in the server log (MLflow's rule; `ModelInference` itself refuses extra 
 Prediction logging: with NEXTDAY_PREDICTION_LOG_URL set (a store URL; a PostgreSQL password
 comes from NEXTDAY_PG_PASSWORD), every request that carries the optional key columns `symbol`
 and `date` beside the features is logged to the store's model_predictions, off the request
-path (nextday.monitoring.logger.PredictionLogger). Requests without keys are answered and not
-logged.
+path (nextday.monitoring.logger.PredictionLogger). The keys are checked first
+(`nextday.inference.checks.check_keys`): an empty or over-long symbol, or a date that is not
+an unambiguous calendar date, is HTTP 400 naming the row, and nothing of that request is
+logged. Requests without keys are answered and not logged.
 """
 
 from __future__ import annotations
@@ -49,11 +51,9 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
         keys = None
         try:
             if all(k in getattr(model_input, "columns", ()) for k in KEY_COLUMNS):
+                # checked (symbol, date) before anything is answered or logged
                 keys = model_input[list(KEY_COLUMNS)]
                 model_input = model_input.drop(columns=list(KEY_COLUMNS))
-                missing = keys.isna().any(axis=1).to_numpy().nonzero()[0]
-                if len(missing):
-                    raise InputError(f"row {missing[0]} has no symbol or date to log it under")
             return self.inference.predict_batch(model_input, keys=keys)
         except InputError as error:
             raise MlflowException.invalid_parameter_value(str(error)) from error

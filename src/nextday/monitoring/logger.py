@@ -1,21 +1,64 @@
 """PredictionLogger: predictions into the store's `model_predictions`, off the request path.
 
 `log` only appends to an in-memory buffer (microseconds); a background thread writes the
-buffer in batches, each an upsert in one transaction. When the database is away, the rows stay
-in the buffer and are written once it is back; the buffer is bounded (`max_buffer` rows), and
-rows pushed out of a full buffer are counted in `dropped`, never lost silently.
+buffer in batches, each an upsert in one transaction. Two kinds of failure are told apart:
+
+- The database is away (connection refused, dropped, locked): the rows stay in the buffer and
+  are written once it is back; the buffer is bounded (`max_buffer` rows), and rows pushed out
+  of a full buffer are counted in `dropped`, never lost silently.
+- The database refuses a batch for its content (a symbol too long for its column, a key that
+  is empty): the batch is split in halves until the bad rows are found; they go to the
+  dead-letter file (JSON lines, with the database's error) and are counted in `rejected`,
+  and every other row is written. One bad row never blocks the good ones.
+
+At `close`, rows that still cannot be written go to the dead-letter file too and are counted
+in `unwritten`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import sqlite3
 import threading
 import time
 from collections import deque
+from pathlib import Path
 
 import pandas as pd
+import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
+
+DEAD_LETTER_NAME = "logs/rejected_predictions.jsonl"
+
+
+def default_dead_letter() -> Path:
+    """Under paths.root (NEXTDAY_ROOT, else the working directory)."""
+    return Path(os.environ.get("NEXTDAY_ROOT") or ".") / DEAD_LETTER_NAME
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """True when `error` says the database is away (retry later), False when it refused
+    the rows themselves."""
+    unreachable: tuple[type[BaseException], ...] = (
+        sa.exc.OperationalError,
+        sa.exc.InterfaceError,
+        sa.exc.DisconnectionError,
+        sa.exc.TimeoutError,
+        sqlite3.OperationalError,
+        ConnectionError,
+        TimeoutError,
+    )
+    try:
+        import psycopg2
+
+        unreachable += (psycopg2.OperationalError, psycopg2.InterfaceError)
+    except ImportError:  # the SQLite-only serving image
+        pass
+    return isinstance(error, unreachable)
+
 
 COLUMNS = (
     "symbol", "ts", "model_name", "model_version", "predicted", "sigma", "p10", "p50", "p90",
@@ -32,13 +75,15 @@ class PredictionLogger:
         interval: float = 1.0,
         background: bool = True,
         password_env: str | None = None,
+        dead_letter: str | Path | None = None,
     ) -> None:
         from nextday.data.store import Store
 
         self.store = Store(store_url, password_env=password_env)
+        self.dead_letter = Path(dead_letter) if dead_letter else default_dead_letter()
         self._tables_ready = False  # created at the first write (the database may be away now)
         self.batch_rows, self.max_buffer, self.interval = batch_rows, max_buffer, interval
-        self.written = self.dropped = self.failures = 0
+        self.written = self.dropped = self.failures = self.rejected = self.unwritten = 0
         self._buffer: deque[pd.DataFrame] = deque()
         self._pending = 0
         self._lock = threading.Lock()
@@ -90,15 +135,12 @@ class PredictionLogger:
                     batch.append(part)
                     rows += len(part)
                 self._pending -= rows
+            # one row per key: a re-logged prediction replaces the earlier one
+            frame = pd.concat(batch, ignore_index=True).drop_duplicates(
+                ["symbol", "ts", "model_name", "model_version"], keep="last"
+            )
             try:
-                # one row per key: a re-logged prediction replaces the earlier one
-                frame = pd.concat(batch, ignore_index=True).drop_duplicates(
-                    ["symbol", "ts", "model_name", "model_version"], keep="last"
-                )
-                if not self._tables_ready:
-                    self.store.create()
-                    self._tables_ready = True
-                self.store.upsert("model_predictions", frame)
+                done = self._write(frame)
             except Exception as error:  # the database is away: keep the rows, try later
                 with self._lock:
                     self._buffer.extendleft(reversed(batch))
@@ -108,8 +150,39 @@ class PredictionLogger:
                 self.store.engine.dispose()  # no stale pooled connection after a restart
                 log.warning("prediction log: %d rows kept for a retry (%s)", self._pending, error)
                 return written
-            written += rows
-            self.written += rows
+            written += done
+            self.written += done
+
+    def _write(self, frame: pd.DataFrame) -> int:
+        """Upsert `frame`; rows the database refuses for their content are found by halving
+        and dead-lettered. Raises only when the database is unreachable."""
+        try:
+            if not self._tables_ready:
+                self.store.create()
+                self._tables_ready = True
+            self.store.upsert("model_predictions", frame)
+            return len(frame)
+        except Exception as error:
+            if database_unreachable(error):
+                raise
+            if len(frame) == 1:
+                self._reject(frame, error)
+                return 0
+            half = len(frame) // 2
+            return self._write(frame.iloc[:half]) + self._write(frame.iloc[half:])
+
+    def _reject(self, frame: pd.DataFrame, error: BaseException, counter: str = "rejected") -> None:
+        """Append rows to the dead-letter file with the reason, and count them."""
+        self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
+        reason = f"{type(error).__name__}: {error}".strip()
+        with self.dead_letter.open("a", encoding="utf-8") as handle:
+            for row in frame.to_dict("records"):
+                record = {k: (None if pd.isna(v) else str(v)) for k, v in row.items()}
+                handle.write(json.dumps({**record, "error": reason}) + "\n")
+        setattr(self, counter, getattr(self, counter) + len(frame))
+        log.warning(
+            "prediction log: %d row(s) %s to %s: %s", len(frame), counter, self.dead_letter, reason
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -126,4 +199,14 @@ class PredictionLogger:
             if self.pending:
                 time.sleep(min(1.0, self.interval))
         if self.pending:
-            log.warning("prediction log: %d rows not written at close", self.pending)
+            with self._lock:
+                left = pd.concat(list(self._buffer), ignore_index=True)
+                self._buffer.clear()
+                self._pending = 0
+            self._reject(left, ConnectionError("database unreachable at close"), "unwritten")
+        if self.rejected or self.unwritten or self.dropped:
+            log.warning(
+                "prediction log closed: %d written, %d rejected for their content, %d not "
+                "written (database away), %d dropped from a full buffer; see %s",
+                self.written, self.rejected, self.unwritten, self.dropped, self.dead_letter,
+            )  # fmt: skip

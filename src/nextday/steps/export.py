@@ -27,6 +27,7 @@ from nextday.evaluation.metrics import point_metrics, prefixed
 from nextday.export import card, gate, metadata, parity, registry
 from nextday.export.files import write_onnx
 from nextday.inference.checks import input_columns
+from nextday.inference.model import SHA_TAG
 from nextday.models.spec import model_spec
 from nextday.reports import markdown
 from nextday.reports.markdown import decimals_to_tell_apart
@@ -372,6 +373,8 @@ def _version_tags(meta: dict, checks) -> dict[str, str]:
         "nextday.mc_passes": str(meta["mc"]["passes"]),
     }
     tags.update({f"nextday.run.{k}": v for k, v in meta["runs"].items()})
+    # what ModelInference checks every cached copy of this version against
+    tags[SHA_TAG] = json.dumps(meta["sha256"], sort_keys=True)
     for key in (
         "val_mae",
         "test_mae",

@@ -1,0 +1,5 @@
+import sys
+
+from nextday.cli import main
+
+sys.exit(main())

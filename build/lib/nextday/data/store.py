@@ -1,0 +1,380 @@
+"""The one store: market data, feature history and prediction logs behind SQLAlchemy.
+
+Every write is an upsert keyed by the table's primary key and runs in one transaction, so a
+step can run twice without duplicating a row and a write killed half-way leaves nothing behind.
+SQLite takes batched `INSERT ... ON CONFLICT`; PostgreSQL takes a binary COPY into a temporary
+table and one `INSERT ... SELECT ... ON CONFLICT`, and with the `timescaledb` extension the
+time-series tables become hypertables.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from nextday.features import ALL_FEATURES
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+
+ohlcv_table = sa.Table(
+    "ohlcv",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("ts", sa.Date, primary_key=True),
+    sa.Column("open", sa.Float),
+    sa.Column("high", sa.Float),
+    sa.Column("low", sa.Float),
+    sa.Column("close", sa.Float),
+    sa.Column("volume", sa.Float),
+    sa.Column("source", sa.String(32)),
+)
+
+earnings_table = sa.Table(
+    "earnings",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("ts", sa.DateTime, primary_key=True),
+    sa.Column("session_date", sa.Date, nullable=False),
+    sa.Column("timing", sa.String(16)),
+    sa.Column("eps_estimate", sa.Float),
+    sa.Column("eps_actual", sa.Float),
+    sa.Column("revenue_estimate", sa.Float),
+    sa.Column("revenue_actual", sa.Float),
+    sa.Column("gross_margin", sa.Float),
+    sa.Column("operating_margin", sa.Float),
+    sa.Column("source", sa.String(32)),
+)
+
+feature_history_table = sa.Table(
+    "feature_history",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("ts", sa.Date, primary_key=True),
+    sa.Column("is_earnings", sa.Boolean, nullable=False),
+    *[sa.Column(name, sa.Float) for name in ALL_FEATURES],
+)
+
+model_predictions_table = sa.Table(
+    "model_predictions",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("ts", sa.Date, primary_key=True),
+    sa.Column("model_name", sa.String(64), primary_key=True),
+    sa.Column("model_version", sa.String(32), primary_key=True),
+    sa.Column("predicted", sa.Float, nullable=False),
+    sa.Column("sigma", sa.Float),
+    sa.Column("p10", sa.Float),
+    sa.Column("p50", sa.Float),
+    sa.Column("p90", sa.Float),
+    sa.Column("actual", sa.Float),
+    sa.Column("error", sa.Float),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# one row per monitor run, model and feature (or `prediction`): the dashboard's drift panel
+model_drift_table = sa.Table(
+    "model_drift",
+    metadata,
+    sa.Column("run_ts", sa.DateTime, primary_key=True),
+    sa.Column("model_name", sa.String(64), primary_key=True),
+    sa.Column("model_version", sa.String(32), primary_key=True),
+    sa.Column("feature", sa.String(64), primary_key=True),
+    sa.Column("psi", sa.Float),
+    sa.Column("ks_stat", sa.Float),
+    sa.Column("ks_p", sa.Float),
+    sa.Column("rows", sa.Integer),
+)
+
+TABLES = {
+    t.name: t
+    for t in (
+        ohlcv_table,
+        earnings_table,
+        feature_history_table,
+        model_predictions_table,
+        model_drift_table,
+    )
+}
+# time column of each table that becomes a TimescaleDB hypertable
+HYPERTABLES = {"ohlcv": "ts", "feature_history": "ts", "model_predictions": "ts"}
+
+_PG_EPOCH = np.datetime64("2000-01-01", "D")
+_PG_EPOCH_US = np.datetime64("2000-01-01T00:00:00", "us")
+
+
+def resolve_url(url: str, password_env: str | None = None) -> URL:
+    """The store URL with the password taken from the environment, never from config."""
+    parsed = make_url(url)
+    if parsed.password:
+        raise ValueError(
+            "store.url must not carry a password: set it in the environment "
+            f"({password_env or 'NEXTDAY_PG_PASSWORD'}) instead"
+        )
+    if parsed.get_backend_name() == "postgresql":
+        password = os.environ.get(password_env or "", "") or os.environ.get("PGPASSWORD", "")
+        if password:
+            parsed = parsed.set(password=password)
+    elif parsed.get_backend_name() == "sqlite" and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    return parsed
+
+
+class Store:
+    """Tables of nextday in one database. `Store(url)` connects; `create()` makes the tables."""
+
+    def __init__(self, url: str | URL, password_env: str | None = None, batch_rows: int = 50_000):
+        self.url = resolve_url(url, password_env) if isinstance(url, str) else url
+        self.batch_rows = batch_rows
+        self.engine = sa.create_engine(self.url, future=True)
+        self.dialect = self.engine.dialect.name
+        self.hypertables: list[str] = []
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, safe to log."""
+        return self.url.render_as_string(hide_password=True)
+
+    def create(self, timescaledb: bool = True) -> None:
+        """Create missing tables (and hypertables where TimescaleDB is installed)."""
+        metadata.create_all(self.engine)
+        if self.dialect == "postgresql" and timescaledb:
+            self.hypertables = self._make_hypertables()
+
+    def _make_hypertables(self) -> list[str]:
+        with self.engine.begin() as connection:
+            available = connection.execute(
+                sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+            ).first()
+            if not available:
+                log.info("timescaledb is not installed: time-series tables stay plain tables")
+                return []
+            connection.execute(sa.text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
+            made = []
+            for table, column in HYPERTABLES.items():
+                connection.execute(
+                    sa.text(
+                        "SELECT create_hypertable(:table, :column, if_not_exists => TRUE, "
+                        "migrate_data => TRUE)"
+                    ),
+                    {"table": table, "column": column},
+                )
+                made.append(table)
+            return made
+
+    def count(self, table: str) -> int:
+        with self.engine.connect() as connection:
+            return int(
+                connection.execute(sa.select(sa.func.count()).select_from(TABLES[table])).scalar()
+            )
+
+    def read(
+        self, table: str, where: str | None = None, params: dict | None = None
+    ) -> pd.DataFrame:
+        """Read a table (optionally filtered by an SQL condition with bound parameters)."""
+        query = f"SELECT * FROM {TABLES[table].name}"
+        if where:
+            query += f" WHERE {where}"
+        with self.engine.connect() as connection:
+            frame = pd.read_sql_query(sa.text(query), connection, params=params)
+        for column in TABLES[table].columns:
+            if isinstance(column.type, sa.Date | sa.DateTime) and column.name in frame:
+                frame[column.name] = pd.to_datetime(frame[column.name])
+        return frame
+
+    def upsert_many(self, frames: dict[str, pd.DataFrame]) -> dict[str, int]:
+        """Upsert several tables in one transaction: all of them land, or none."""
+        written = {}
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            for table, frame in frames.items():
+                written[table] = self._upsert(cursor, TABLES[table], frame)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
+        return written
+
+    def upsert(self, table: str, frame: pd.DataFrame) -> int:
+        return self.upsert_many({table: frame})[table]
+
+    def _upsert(self, cursor, table: sa.Table, frame: pd.DataFrame) -> int:
+        columns = [c.name for c in table.columns]
+        missing = [c for c in columns if c not in frame.columns and not table.c[c].nullable]
+        if missing:
+            raise ValueError(f"cannot write {table.name}: missing columns {missing}")
+        frame = frame.reindex(columns=columns)
+        if frame.empty:
+            return 0
+        keys = [c.name for c in table.primary_key.columns]
+        duplicated = frame.duplicated(keys)
+        if duplicated.any():
+            first = frame.loc[duplicated, keys].iloc[0].to_dict()
+            raise ValueError(
+                f"{table.name}: {int(duplicated.sum())} rows repeat a key, e.g. {first}"
+            )
+        if self.dialect == "postgresql":
+            self._copy_upsert(cursor, table, frame, keys)
+        else:
+            self._insert_upsert(cursor, table, frame, keys)
+        return len(frame)
+
+    def _insert_upsert(
+        self, cursor, table: sa.Table, frame: pd.DataFrame, keys: Sequence[str]
+    ) -> None:
+        columns = list(frame.columns)
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in keys)
+        statement = (
+            f"INSERT INTO {table.name} ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+        )
+        for start in range(0, len(frame), self.batch_rows):
+            chunk = frame.iloc[start : start + self.batch_rows]
+            cursor.executemany(statement, _python_rows(table, chunk))
+
+    def _copy_upsert(
+        self, cursor, table: sa.Table, frame: pd.DataFrame, keys: Sequence[str]
+    ) -> None:
+        columns = list(frame.columns)
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in keys)
+        # NaN travels in the binary COPY; NULL is what SQL means by missing
+        selected = ", ".join(
+            f"NULLIF(\"{c}\", 'NaN'::float8)" if isinstance(table.c[c].type, sa.Float) else f'"{c}"'
+            for c in columns
+        )
+        staging = f"_stage_{table.name}"
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        for start in range(0, len(frame), self.batch_rows):
+            chunk = frame.iloc[start : start + self.batch_rows]
+            cursor.execute(f"TRUNCATE {staging}")
+            cursor.copy_expert(
+                f"COPY {staging} ({quoted}) FROM STDIN WITH (FORMAT binary)",
+                io.BytesIO(_pg_binary(table, chunk)),
+            )
+            cursor.execute(
+                f"INSERT INTO {table.name} ({quoted}) SELECT {selected} FROM {staging} "
+                f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+            )
+
+
+def _python_rows(table: sa.Table, frame: pd.DataFrame) -> list[tuple]:
+    """Rows as DB-API tuples: dates as ISO strings (what SQLite stores), NaN as NULL."""
+    data = {}
+    for column in table.columns:
+        values = frame[column.name]
+        if isinstance(column.type, sa.DateTime):
+            data[column.name] = _iso(values, "%Y-%m-%d %H:%M:%S.%f")
+        elif isinstance(column.type, sa.Date):
+            data[column.name] = _iso(values, "%Y-%m-%d")
+        elif isinstance(column.type, sa.Boolean):
+            data[column.name] = values.astype(bool).astype(int).tolist()
+        elif isinstance(column.type, sa.Float):
+            numbers = values.to_numpy(dtype=float)
+            data[column.name] = np.where(np.isfinite(numbers), numbers, None).tolist()
+        else:
+            data[column.name] = values.where(values.notna(), None).tolist()
+    return list(zip(*data.values(), strict=True))
+
+
+def _iso(values: pd.Series, fmt: str) -> list:
+    stamps = pd.to_datetime(values)
+    text = stamps.dt.strftime(fmt)
+    return text.where(stamps.notna(), None).tolist()
+
+
+def _pg_binary(table: sa.Table, frame: pd.DataFrame) -> bytes:
+    """The frame in PostgreSQL's binary COPY format, built with numpy (no per-value Python).
+
+    Each row is an int16 field count, then per field an int32 length and big-endian data
+    (length -1 for NULL). Text fields vary in length, so rows are grouped by the lengths of
+    their text fields and each group becomes one fixed-width numpy record array. Missing
+    floats travel as NaN (fixed width) and become NULL in the INSERT that follows.
+    """
+    text_columns = [c.name for c in table.columns if isinstance(c.type, sa.String)]
+    encoded = {
+        name: frame[name].fillna("").astype(str).str.encode("utf-8").to_numpy()
+        for name in text_columns
+    }
+    lengths = pd.DataFrame(
+        {
+            name: np.where(frame[name].isna(), -1, [len(b) for b in encoded[name]])
+            for name in text_columns
+        }
+    )
+    values = {c.name: _pg_values(c, frame[c.name]) for c in table.columns if c.name not in encoded}
+    out = bytearray(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
+    for key, rows in lengths.groupby(text_columns, sort=False).indices.items():
+        key = key if isinstance(key, tuple) else (key,)
+        text_length = dict(zip(text_columns, key, strict=True))
+        fields: list[tuple[str, str]] = [("count", ">i2")]
+        for column in table.columns:
+            fields.append((f"{column.name}__len", ">i4"))
+            if column.name in text_length:
+                if text_length[column.name] > 0:
+                    fields.append((column.name, f"S{text_length[column.name]}"))
+            else:
+                fields.append((column.name, _pg_dtype(column)))
+        record = np.zeros(len(rows), dtype=fields)
+        record["count"] = len(table.columns)
+        for column in table.columns:
+            name = column.name
+            if name in text_length:
+                record[f"{name}__len"] = text_length[name]
+                if text_length[name] > 0:
+                    record[name] = encoded[name][rows]
+            else:
+                record[f"{name}__len"] = np.dtype(_pg_dtype(column)).itemsize
+                record[name] = values[name][rows]
+        out += record.tobytes()
+    out += struct.pack(">h", -1)
+    return bytes(out)
+
+
+def _pg_dtype(column: sa.Column) -> str:
+    if isinstance(column.type, sa.DateTime):
+        return ">i8"
+    if isinstance(column.type, sa.Date):
+        return ">i4"
+    if isinstance(column.type, sa.Boolean):
+        return "u1"
+    if isinstance(column.type, sa.BigInteger):
+        return ">i8"
+    if isinstance(column.type, sa.Integer):
+        return ">i4"
+    return ">f8"
+
+
+def _pg_values(column: sa.Column, values: pd.Series) -> np.ndarray:
+    if isinstance(column.type, sa.DateTime | sa.Date):
+        unit = "us" if isinstance(column.type, sa.DateTime) else "D"
+        stamps = pd.to_datetime(values).to_numpy(dtype=f"datetime64[{unit}]")
+        if np.isnat(stamps).any():
+            raise ValueError(f"column {column.name!r} has missing dates")
+        epoch = _PG_EPOCH_US if unit == "us" else _PG_EPOCH
+        return (stamps - epoch).astype(np.int64)
+    if isinstance(column.type, sa.Boolean):
+        return values.astype(bool).to_numpy().astype(np.uint8)
+    if isinstance(column.type, sa.Integer):
+        if values.isna().any():
+            raise ValueError(f"column {column.name!r} has missing values")
+        return values.to_numpy(dtype=np.int64)
+    numbers = values.to_numpy(dtype=float)
+    return np.where(np.isfinite(numbers), numbers, np.nan)

@@ -1,0 +1,1 @@
+"""One evaluation for every step: the same metrics, names and baselines everywhere."""

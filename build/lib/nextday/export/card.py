@@ -1,0 +1,138 @@
+"""The model card of a registered version: the version's description and `model_card.md`.
+
+Written for the person deciding whether to use the model: what it is for, what it is not
+for, what data it saw, how it compares with the trivial and the best baselines, how far its
+intervals can be trusted, and when it must be replaced.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nextday.evaluation import claims
+from nextday.reports import markdown
+
+TEMPLATE = """# Model card: {registered_model} version {version}
+
+{arch_name} predicting each stock's next-day return (close[t+1] / close[t] - 1) from
+{n_features} features known at close t, with an MC-dropout interval calibrated on validation
+rows. Exported from run `{export_run}` (code {git_commit}).
+
+## Intended use and limits
+- For research and for ranking stocks within one day's cross-section, as one signal among
+  others. Judged on {judged_rows}.
+- Not investment advice and not a trading system: costs, capacity and risk are not modelled.
+- Daily returns are mostly noise: the model's point forecasts explain little of the next
+  move ({skill_line}). Use the interval (p10-p90), not the point, to size expectations.
+- Trained on {data_source}; on other markets or periods its skill is unknown until
+  backtested there.
+
+## Data
+- {symbols} symbols, {first_date} to {last_date} ({rows:,} rows).
+- Segments (chronological, embargoed): {segments}.
+
+## Metrics (test segment, same rows for every forecast)
+{metrics_table}
+
+{significance_line}
+
+## Calibration
+- MC dropout, {passes} passes per row, plus a scale model and split-conformal quantiles
+  ({n_calibration:,} validation rows).
+- Test coverage of the 80% interval: {coverage:.3f} (width {width:.5f}).
+
+## Acceptance checks at export
+{checks}
+
+## Ethical considerations
+- Predictions can move real money; a wrong model loses it. The gate, the backtest and the
+  monitor exist because a model can look good in-sample and fail live.
+- The data are prices and company reports, with no personal data.
+- The numbers above are honest about weak skill: do not quote the model's MAE without the
+  zero predictor's beside it.
+
+## Update policy
+- Retrain when the monitor reports drift or a rolling MAE above its limit, and at least
+  every quarter (earnings seasons change the earnings model's inputs).
+- A new version serves only if it passes the acceptance checks and is not worse than the
+  production version on the same validation data; otherwise it stays a challenger.
+- Roll back with `python -m nextday rollback model={model}`.
+"""
+
+
+DATA_SOURCES = {
+    "synthetic": "the built-in synthetic market",
+    "yfinance": "Yahoo Finance daily bars",
+    "csv": "user-supplied CSV files",
+}
+
+
+def _table(metrics: dict[str, float], names: tuple[str, ...]) -> str:
+    rows = [("model (ONNX, MC mean)", "test"), ("zero", "baseline_zero_test")]
+    for name in ("mean", "linear", "tree"):
+        if f"baseline_{name}_test_mae" in metrics:
+            rows.append((name, f"baseline_{name}_test"))
+    if "oracle_test_mae" in metrics:
+        rows.append(("oracle (the floor)", "oracle_test"))
+    frame = pd.DataFrame(
+        [
+            {"forecast": label, **{n: metrics.get(f"{prefix}_{n}", float("nan")) for n in names}}
+            for label, prefix in rows
+        ]
+    )
+    return markdown.table(frame).replace("| nan ", "| n/a ")
+
+
+def render(
+    metadata: dict, checks, export_run: str, data_source: str, *, significance: float
+) -> str:
+    """The card's text; `significance` is the level at which the card may say "beats"."""
+    metrics = metadata["metrics"]
+    spec = metadata["hyperparameters"]
+    data = metadata["data"]
+    skill = metrics.get("test_skill", float("nan"))
+    dm_p = metrics.get("dm_zero_mae_p", float("nan"))
+    segments = ", ".join(
+        f"{name} {data['segments'][name]['first_date']} to {data['segments'][name]['last_date']}"
+        for name in ("train", "val", "test")
+        if name in data["segments"]
+    )
+    return TEMPLATE.format(
+        registered_model=metadata["registered_model"],
+        version=metadata["version"],
+        arch_name=(
+            f"An MLP ({'-'.join(str(n) for n in spec['layers'])})"
+            if spec["arch"] == "mlp"
+            else f"An LSTM ({spec['layers'][0]} units over {spec['window']} days)"
+        ),
+        n_features=len(metadata["features"]),
+        export_run=export_run,
+        git_commit=metadata["git_commit"],
+        judged_rows={
+            "normal": "ordinary days (no earnings report before the next open)",
+            "earnings": "earnings days (a report lands between close t and open t+1)",
+            "all": "every day",
+        }[spec["evaluate_rows"]],
+        skill_line=f"test skill vs the zero predictor {skill:+.4f}",
+        data_source=DATA_SOURCES.get(data_source, data_source),
+        symbols=data["symbols"],
+        first_date=data["first_date"],
+        last_date=data["last_date"],
+        rows=data["rows"],
+        segments=segments,
+        metrics_table=_table(metrics, ("mae", "rmse", "dir_acc", "ic")),
+        significance_line=_significance_line(dm_p, significance),
+        passes=metadata["mc"]["passes"],
+        n_calibration=metadata["calibration"]["n_calibration"],
+        coverage=metrics.get("test_coverage_80", float("nan")),
+        width=metrics.get("test_width_80", float("nan")),
+        checks="\n".join(
+            f"- {'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}" for c in checks
+        ),
+        model=metadata["model"],
+    )
+
+
+def _significance_line(p_zero: float, level: float) -> str:
+    sentence = claims.versus("the zero predictor", p_zero, level, subject="The model") + "."
+    return sentence if claims.outcome(p_zero, level) == claims.BEATS else f"**{sentence}**"

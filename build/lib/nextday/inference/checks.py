@@ -1,0 +1,221 @@
+"""Turn what callers send into the float32 array a graph takes, or say exactly what is wrong.
+
+Accepted: one row as a mapping (column -> number) or a vector; many rows as a DataFrame, a 2-D
+array, or a list of mappings. A window model (LSTM) also takes a 3-D array (rows, window,
+features); as a table it takes one column per feature and lag (`ret_1d_lag0` is the row's own
+day, `ret_1d_lag1` the day before, ...).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+# the longest symbol the store holds (model_predictions.symbol is VARCHAR(32))
+MAX_SYMBOL_LENGTH = 32
+# an ISO calendar date, optionally at midnight without a zone: 2021-01-04, 2021-01-04T00:00:00
+_ISO_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T ]00:00(?::00(?:\.0+)?)?)?$")
+
+
+class InputError(ValueError):
+    """Input that a model cannot answer; the message names the problem."""
+
+
+def input_columns(features: Sequence[str], window: int) -> list[str]:
+    """The table columns of a model: its features, or one per feature and lag for a window."""
+    if window <= 1:
+        return list(features)
+    return [f"{f}_lag{lag}" for lag in range(window - 1, -1, -1) for f in features]
+
+
+def _names(items) -> str:
+    items = list(items)
+    shown = ", ".join(repr(str(i)) for i in items[:8])
+    return f"[{shown}{', ...' if len(items) > 8 else ''}] ({len(items)})"
+
+
+def _check_columns(given: Sequence[str], columns: list[str], where: str = "") -> None:
+    missing = [c for c in columns if c not in set(given)]
+    extra = [c for c in given if c not in set(columns)]
+    duplicated = sorted({str(c) for c in given if list(given).count(c) > 1})
+    problems = []
+    if missing:
+        problems.append(f"missing feature(s) {_names(missing)}")
+    if extra:
+        problems.append(f"unexpected feature(s) {_names(extra)}")
+    if duplicated:
+        problems.append(f"duplicated feature(s) {_names(duplicated)}")
+    if problems:
+        raise InputError(f"{where}{'; '.join(problems)}; the model takes {_names(columns)}")
+
+
+def _numeric(values, columns: list[str], rows_offset: int = 0) -> np.ndarray:
+    """float32 array of `values`; a value that is not a number is named by row and column."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.dtype == object:
+        table = pd.DataFrame(list(values) if not isinstance(values, np.ndarray) else values)
+        for j, column in enumerate(table.columns):
+            converted = pd.to_numeric(table[column], errors="coerce")
+            bad = converted.isna() & table[column].notna()
+            if bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                raise InputError(
+                    f"row {i + rows_offset}, column {columns[j]!r}: {table[column].iloc[i]!r} "
+                    "is not a number"
+                )
+        array = table.apply(pd.to_numeric).to_numpy(dtype=np.float64)
+    return array
+
+
+def _check_finite(array: np.ndarray, columns: list[str]) -> np.ndarray:
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: reported below
+        as_float32 = array.astype(np.float32)
+    bad = ~np.isfinite(as_float32)
+    if bad.any():
+        flat = as_float32.reshape(len(as_float32), -1)
+        bad_flat = bad.reshape(len(bad), -1)
+        row, column = (int(v[0]) for v in np.nonzero(bad_flat))
+        value = array.reshape(len(array), -1)[row, column]
+        kind = "NaN" if np.isnan(value) else ("inf" if np.isinf(value) else "too large for float32")
+        raise InputError(
+            f"row {row}, column {columns[column]!r} is {kind} ({int(bad.sum())} bad value(s) "
+            f"in {flat.size}); the model needs finite numbers"
+        )
+    return as_float32
+
+
+def to_array(data, features: Sequence[str], window: int = 1, single: bool = False) -> np.ndarray:
+    """The checked float32 model input of `data` (one row when `single`)."""
+    columns = input_columns(features, window)
+    n = len(columns)
+    if isinstance(data, pd.Series):
+        data = data.to_dict()
+    if single:
+        if isinstance(data, Mapping):
+            _check_columns(list(data), columns)
+            array = _numeric([[data[c] for c in columns]], columns)
+        else:
+            if isinstance(data, (str, bytes)) or not isinstance(data, (Sequence, np.ndarray)):
+                raise InputError(
+                    f"one row must be a mapping of feature -> value or a vector of {n} numbers, "
+                    f"got {type(data).__name__}"
+                )
+            vector = np.asarray(data, dtype=object)
+            if vector.ndim != 1 or len(vector) != n:
+                raise InputError(
+                    f"one row must hold {n} values (the model's features), got shape {vector.shape}"
+                )
+            array = _numeric([list(vector)], columns)
+    elif isinstance(data, pd.DataFrame):
+        if data.empty:
+            raise InputError("empty batch: no rows to predict")
+        _check_columns([str(c) for c in data.columns], columns)
+        frame = data.rename(columns=str)[columns]
+        dtypes = dict(zip(columns, frame.dtypes, strict=True))
+        bools = [c for c in columns if pd.api.types.is_bool_dtype(dtypes[c])]
+        if bools:
+            raise InputError(f"column(s) {_names(bools)} are booleans, not numbers")
+        if all(pd.api.types.is_numeric_dtype(d) for d in dtypes.values()):
+            array = frame.to_numpy(dtype=np.float64)  # the usual case: no per-cell conversion
+        else:
+            array = _numeric(frame.to_numpy(dtype=object), columns)
+    elif isinstance(data, np.ndarray):
+        if data.size == 0 or len(data) == 0:
+            raise InputError("empty batch: no rows to predict")
+        if window > 1 and data.ndim == 3:
+            if data.shape[1:] != (window, len(features)):
+                raise InputError(
+                    f"a window batch must have shape (rows, {window}, {len(features)}), got "
+                    f"{data.shape}"
+                )
+            data = data.reshape(len(data), -1)
+        if data.ndim != 2 or data.shape[1] != n:
+            raise InputError(f"a batch must have shape (rows, {n}), got {data.shape}")
+        if data.dtype.kind == "b":
+            raise InputError("the batch holds booleans, not numbers")
+        array = _numeric(data, columns)
+    elif isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        if len(data) == 0:
+            raise InputError("empty batch: no rows to predict")
+        if all(isinstance(row, Mapping) for row in data):
+            for i, row in enumerate(data):
+                _check_columns(list(row), columns, where=f"row {i}: ")
+            array = _numeric([[row[c] for c in columns] for row in data], columns)
+        else:
+            return to_array(np.asarray(data, dtype=object), features, window)
+    else:
+        raise InputError(
+            "a batch must be a DataFrame, a 2-D array or a list of mappings, got "
+            f"{type(data).__name__}"
+        )
+    array = _check_finite(array, columns)
+    if window > 1:
+        array = array.reshape(len(array), window, len(features))
+    return array
+
+
+def check_keys(keys, rows: int) -> pd.DataFrame:
+    """The (symbol, date) keys a batch is logged under, checked before anything is answered:
+    a symbol is a non-empty string of at most MAX_SYMBOL_LENGTH characters; a date is an
+    unambiguous calendar date (YYYY-MM-DD, or a naive date or midnight timestamp). A
+    time-zone-aware stamp, an integer such as 20210104 and a day/month string such as
+    04/01/2021 are refused, naming the row. Returns symbol (str) and ts (datetime64[ns])."""
+    if not isinstance(keys, pd.DataFrame):
+        keys = pd.DataFrame(list(keys), columns=["symbol", "date"])
+    if len(keys) != rows:
+        raise InputError(f"{len(keys)} keys for {rows} rows to log")
+    symbols, dates = [], []
+    for i, (symbol, date) in enumerate(zip(keys["symbol"], keys["date"], strict=True)):
+        symbols.append(_symbol(i, symbol))
+        dates.append(_date(i, date))
+    return pd.DataFrame({"symbol": symbols, "ts": pd.to_datetime(dates).astype("datetime64[ns]")})
+
+
+def _symbol(row: int, value) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"row {row}: symbol {value!r} is not a string")
+    symbol = value.strip()
+    if not symbol:
+        raise InputError(f"row {row}: the symbol is empty")
+    if len(symbol) > MAX_SYMBOL_LENGTH:
+        raise InputError(
+            f"row {row}: symbol {symbol[:12]!r}... is {len(symbol)} characters; at most "
+            f"{MAX_SYMBOL_LENGTH} are stored"
+        )
+    return symbol
+
+
+def _date(row: int, value) -> pd.Timestamp:
+    if isinstance(value, bool) or isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(
+            f"row {row}: date {value!r} is a number, not an unambiguous date: send YYYY-MM-DD"
+        )
+    if isinstance(value, str):
+        found = _ISO_DATE.match(value.strip())
+        if not found:
+            raise InputError(
+                f"row {row}: date {value!r} is not a calendar date as YYYY-MM-DD (a time zone, "
+                "a time of day or a day/month order that cannot be told is refused)"
+            )
+        try:
+            return pd.Timestamp(dt.date.fromisoformat(found.group(1)))
+        except ValueError:
+            raise InputError(f"row {row}: date {value!r} is not a valid calendar date") from None
+    if isinstance(value, (pd.Timestamp, dt.datetime, np.datetime64, dt.date)):
+        stamp = pd.Timestamp(value)
+        if stamp.tzinfo is not None:
+            raise InputError(
+                f"row {row}: date {value!r} carries a time zone: send the exchange date as "
+                "YYYY-MM-DD"
+            )
+        if stamp != stamp.normalize():
+            raise InputError(f"row {row}: date {value!r} has a time of day: send the date only")
+        return stamp
+    raise InputError(f"row {row}: date {value!r} is not a date")

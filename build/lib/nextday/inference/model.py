@@ -1,0 +1,249 @@
+"""ModelInference: an exported model's calibrated MC-dropout graph, ready to answer.
+
+It loads a registry URI (`models:/nextday-normal@production`, `models:/nextday-normal/3`) or
+a local folder written by export (`metadata.json` beside the ONNX files), checks every file
+against the SHA-256 in the metadata, and runs the graph with ONNX Runtime: the CUDA provider
+when present (the float16 variant there if asked), the CPU one with the ORT-optimized graph
+otherwise. Sessions are cached per file, provider and thread count.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nextday.export.graphs import OUTPUTS
+from nextday.inference.checks import check_keys, to_array
+
+METADATA = "metadata.json"
+# on a registered version: the SHA-256 of every file of the export, as JSON (export sets it)
+SHA_TAG = "nextday.sha256"
+CACHE_ENV = "NEXTDAY_MODEL_CACHE"
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+class ChecksumError(RuntimeError):
+    """A model file whose SHA-256 is not the one its metadata records."""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_metadata(folder: Path) -> Path:
+    """The metadata.json of an export folder or of an MLflow model that holds one."""
+    folder = Path(folder)
+    if (folder / METADATA).exists():
+        return folder / METADATA
+    found = sorted(folder.rglob(METADATA))
+    if not found:
+        raise FileNotFoundError(f"no {METADATA} under {folder}: not a nextday export")
+    return found[0]
+
+
+def verify(folder: Path, metadata: dict) -> None:
+    """Every file the metadata lists must be there with its recorded SHA-256."""
+    for name, expected in metadata["sha256"].items():
+        path = Path(folder) / name
+        if not path.exists():
+            raise ChecksumError(f"{path} is missing (listed in {METADATA})")
+        actual = sha256(path)
+        if actual != expected:
+            raise ChecksumError(
+                f"{path} does not match its checksum: sha256 {actual[:16]}..., "
+                f"metadata says {expected[:16]}...; refusing to use it"
+            )
+
+
+def cache_root() -> Path:
+    """Where registry and run models are kept once downloaded: NEXTDAY_MODEL_CACHE, else
+    ~/.cache/nextday/models; created private to the user (mode 0700)."""
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nextday" / "models")
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return root
+
+
+def local_folder(source: str | Path) -> Path:
+    """A local folder for `source`: itself, or a registry/run URI downloaded once.
+
+    A registry version's copy is keyed by what the registry says the version is (its source
+    run, its model URI and the SHA-256 of every file that export recorded in the registry's
+    version tag), not by its name and number alone: a registry rebuilt under the same URI
+    with another model as version 1 gets a new copy. On every load the copy is checked
+    against the registry's checksums and downloaded again when it differs.
+    """
+    text = str(source)
+    if not text.startswith(("models:/", "runs:/")):
+        folder = Path(text)
+        if not folder.exists():
+            raise FileNotFoundError(f"no model folder {folder}")
+        return find_metadata(folder).parent
+    import mlflow
+
+    expected: dict | None = None
+    if text.startswith("models:/"):
+        name, number = _name_and_version(text)
+        version = mlflow.MlflowClient().get_model_version(name, number)
+        recorded = version.tags.get(SHA_TAG)
+        expected = json.loads(recorded) if recorded else None
+        resolved = f"models:/{name}/{version.version}"
+        identity = f"{resolved}|{version.run_id}|{version.source}|{recorded}"
+    else:
+        resolved = identity = text
+    key = hashlib.sha256(f"{mlflow.get_tracking_uri()}|{identity}".encode()).hexdigest()[:24]
+    root = cache_root()
+    target = root / key
+    for attempt in range(2):
+        if not target.exists():
+            staging = Path(tempfile.mkdtemp(prefix="download-", dir=root))
+            mlflow.artifacts.download_artifacts(artifact_uri=resolved, dst_path=str(staging))
+            try:
+                staging.rename(target)
+            except OSError:  # another process got there first
+                shutil.rmtree(staging, ignore_errors=True)
+        folder = find_metadata(target).parent
+        try:
+            if expected is not None:
+                verify(folder, {"sha256": expected})
+            return folder
+        except ChecksumError:
+            if attempt == 1:
+                raise
+            shutil.rmtree(target, ignore_errors=True)  # a stale or damaged copy: fetch again
+    raise AssertionError("unreachable")
+
+
+def _name_and_version(uri: str) -> tuple[str, str]:
+    """`models:/name/3` or `models:/name@alias` as (name, version): aliases move, versions
+    do not."""
+    import mlflow
+
+    rest = uri.removeprefix("models:/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+    name, _, number = rest.rpartition("/")
+    if not name or not number:
+        raise ValueError(f"{uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>")
+    return name, number
+
+
+@functools.lru_cache(maxsize=32)
+def _session(path: str, digest: str, provider: str, threads: int | None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    providers = [provider] if provider == CPU else [provider, CPU]
+    return ort.InferenceSession(path, options, providers=providers)
+
+
+class ModelInference:
+    """predict(one row) and predict_batch(many rows) -> prediction, sigma, p10, p50, p90."""
+
+    def __init__(
+        self,
+        source: str | Path,
+        device: str = "auto",
+        float16: bool | None = None,
+        threads: int | None = None,
+        logger=None,
+    ) -> None:
+        import onnxruntime as ort
+
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+        self.folder = local_folder(source)
+        self.metadata = json.loads((self.folder / METADATA).read_text())
+        verify(self.folder, self.metadata)
+        available = ort.get_available_providers()
+        if device == "cuda" and CUDA not in available:
+            raise RuntimeError(f"device=cuda but ONNX Runtime offers only {available}")
+        use_cuda = device != "cpu" and CUDA in available
+        files = self.metadata["files"]
+        if float16 is None:  # the export's choice (export.float16)
+            float16 = bool(self.metadata.get("float16_on_gpu", False))
+        if use_cuda:
+            role = "mc_float16" if float16 else "mc"
+        else:
+            role = "mc_optimized"  # float16 is for GPUs: the CPU runs float32
+        self.file = self.folder / files[role]
+        self.session = _session(
+            str(self.file), self.metadata["sha256"][files[role]], CUDA if use_cuda else CPU, threads
+        )
+        self.provider = self.session.get_providers()[0]
+        self.features: list[str] = list(self.metadata["features"])
+        self.window = int(self.metadata.get("window", 1))
+        self.input_name = self.session.get_inputs()[0].name
+        self.logger = logger  # a nextday.monitoring.logger.PredictionLogger, or None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata["registered_model"])
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata["version"])
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's raw outputs (the five and `mc_sd`) for a checked float32 array."""
+        values = self.session.run(None, {self.input_name: x})
+        return dict(zip(self.output_names, values, strict=True))
+
+    def predict(self, features, key: tuple | None = None) -> dict[str, float]:
+        """One row (a mapping of feature -> value, or a vector in feature order); with a
+        logger, `key` = (symbol, date) logs it."""
+        x = to_array(features, self.features, self.window, single=True)
+        checked = check_keys([key], 1) if key is not None else None
+        started = time.perf_counter()
+        out = self.run(x)
+        answer = {name: float(out[name][0]) for name in OUTPUTS}
+        if self.logger is not None and checked is not None:
+            self._log(pd.DataFrame([answer]), checked, time.perf_counter() - started)
+        return answer
+
+    def predict_batch(self, features_list, keys=None) -> pd.DataFrame:
+        """Many rows (a DataFrame, a 2-D array or a list of mappings); one output row each,
+        in the input's order (and with a DataFrame's index). With a logger, `keys` (a
+        DataFrame with symbol and date, or (symbol, date) pairs, one per row) logs them."""
+        x = to_array(features_list, self.features, self.window)
+        checked = check_keys(keys, len(x)) if keys is not None else None  # before answering
+        started = time.perf_counter()
+        out = self.run(x)
+        index = features_list.index if isinstance(features_list, pd.DataFrame) else None
+        answer = pd.DataFrame({name: out[name].astype(np.float64) for name in OUTPUTS}, index=index)
+        if self.logger is not None and checked is not None:
+            self._log(answer, checked, time.perf_counter() - started)
+        return answer
+
+    def _log(self, answer: pd.DataFrame, keys: pd.DataFrame, seconds: float) -> None:
+        """`keys` as `check_keys` returns them: symbol and ts, one per answer row."""
+        self.logger.log(
+            pd.DataFrame(
+                {
+                    "symbol": keys["symbol"].to_numpy(),
+                    "ts": keys["ts"].to_numpy(),
+                    "model_name": self.name,
+                    "model_version": self.version,
+                    "predicted": answer["prediction"].to_numpy(),
+                    **{k: answer[k].to_numpy() for k in ("sigma", "p10", "p50", "p90")},
+                    "latency_ms": 1000.0 * seconds,  # the call's, for each of its rows
+                }
+            )
+        )

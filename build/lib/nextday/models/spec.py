@@ -1,0 +1,137 @@
+"""What a model is, from config, checked before any training starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from nextday.features import FEATURE_GROUPS
+from nextday.models.processor import SCALINGS
+
+ARCHITECTURES = ("mlp", "lstm")
+ROW_CHOICES = ("all", "normal", "earnings")
+LOSSES = ("huber", "mse", "mae")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; raised before any data is read or model built."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    features: tuple[str, ...]
+    arch: str
+    layers: tuple[int, ...]
+    dropout: tuple[float, ...]
+    activation: str
+    window: int
+    train_rows: str
+    evaluate_rows: str
+    earnings_weight: float
+    batch_size: int
+    max_epochs: int
+    loss: str
+    huber_delta: float
+    learning_rate: float
+    patience: int
+    seed: int
+    # the feature processor (train.processor); the defaults are what specs saved before it
+    # existed mean: no clipping, standard scaling
+    clip_quantile: float = 0.0
+    scaling: str = "standard"
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelSpec:
+        """From its JSON form (spec.json, an export's hyperparameters): lists become tuples."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def model_spec(cfg: DictConfig) -> ModelSpec:
+    """The ModelSpec of the composed config; every problem is named, nothing is guessed."""
+    model, arch, train = cfg.model, cfg.arch, cfg.train
+    problems = []
+    groups = list(model.feature_groups)
+    unknown = [g for g in groups if g not in FEATURE_GROUPS]
+    if unknown:
+        problems.append(
+            f"model.feature_groups has unknown groups {unknown}: use {list(FEATURE_GROUPS)}"
+        )
+    features = tuple(f for g in groups if g in FEATURE_GROUPS for f in FEATURE_GROUPS[g])
+    if str(arch.name) not in ARCHITECTURES:
+        problems.append(f"arch={arch.name!r} is unknown: expected one of {ARCHITECTURES}")
+    layers = tuple(int(n) for n in arch.layers)
+    dropout = tuple(float(d) for d in arch.dropout)
+    if not layers or any(n < 1 for n in layers):
+        problems.append(f"arch.layers must be positive sizes, got {list(layers)}")
+    if len(dropout) != len(layers):
+        problems.append(
+            f"arch.dropout needs one rate per layer ({len(layers)}), got {list(dropout)}"
+        )
+    bad_rates = [d for d in dropout if not 0.0 <= d < 1.0]
+    if bad_rates:
+        problems.append(f"arch.dropout rates must be in [0, 1), got {bad_rates}")
+    window = int(arch.get("window", 1))
+    if str(arch.name) == "lstm" and window < 2:
+        problems.append(f"arch.window must be at least 2 for an LSTM, got {window}")
+    for key in ("train_rows", "evaluate_rows"):
+        if str(model[key]) not in ROW_CHOICES:
+            problems.append(f"model.{key}={model[key]!r}: expected one of {ROW_CHOICES}")
+    if float(model.earnings_weight) <= 0:
+        problems.append(f"model.earnings_weight must be positive, got {model.earnings_weight}")
+    if int(model.batch_size) < 1 or int(model.max_epochs) < 1:
+        problems.append("model.batch_size and model.max_epochs must be at least 1")
+    if str(train.loss) not in LOSSES:
+        problems.append(f"train.loss={train.loss!r}: expected one of {LOSSES}")
+    if float(train.huber_delta) <= 0 or float(train.learning_rate) <= 0:
+        problems.append("train.huber_delta and train.learning_rate must be positive")
+    processor = train.processor
+    if not 0.0 <= float(processor.clip_quantile) < 0.5:
+        problems.append(
+            f"train.processor.clip_quantile must be in [0, 0.5), got {processor.clip_quantile}"
+        )
+    if str(processor.scaling) not in SCALINGS:
+        problems.append(
+            f"train.processor.scaling={processor.scaling!r}: expected one of {SCALINGS}"
+        )
+    if int(train.patience) < 1:
+        problems.append(f"train.patience must be at least 1, got {train.patience}")
+    if problems:
+        raise ConfigError("bad model config: " + "; ".join(problems))
+    return ModelSpec(
+        name=str(model.name),
+        features=features,
+        arch=str(arch.name),
+        layers=layers,
+        dropout=dropout,
+        activation=str(arch.activation),
+        window=window if str(arch.name) == "lstm" else 1,
+        train_rows=str(model.train_rows),
+        evaluate_rows=str(model.evaluate_rows),
+        earnings_weight=float(model.earnings_weight),
+        batch_size=int(model.batch_size),
+        max_epochs=int(model.max_epochs),
+        loss=str(train.loss),
+        huber_delta=float(train.huber_delta),
+        learning_rate=float(train.learning_rate),
+        patience=int(train.patience),
+        seed=int(train.seed),
+        clip_quantile=float(processor.clip_quantile),
+        scaling=str(processor.scaling),
+    )
+
+
+def check_dataset_columns(spec: ModelSpec, columns) -> None:
+    """Fail with the missing feature names when the dataset lacks some of the model's."""
+    missing = [f for f in spec.features if f not in set(columns)]
+    if missing:
+        raise ConfigError(
+            f"the dataset has {len(spec.features) - len(missing)} of the {spec.n_features} "
+            f"features model={spec.name} expects (missing: {missing[:10]}"
+            f"{' ...' if len(missing) > 10 else ''})"
+        )

@@ -1,0 +1,113 @@
+"""The one training loop: every architecture and every step (train, tune) fits through here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nextday.models.networks import loss_function
+from nextday.models.spec import ModelSpec
+
+
+@dataclass
+class Inputs:
+    """Model inputs (rows x features, or rows x window x features), labels and loss weights."""
+
+    x: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class FitResult:
+    history: dict[str, list[float]]
+    best_epoch: int  # 0-based epoch whose weights the model holds
+    epochs_run: int
+    stopped_early: bool
+    checkpoint: Path | None
+    extra: dict = field(default_factory=dict)
+
+
+class _EpochHook(keras.callbacks.Callback):
+    def __init__(self, hook: Callable[[int, dict], None]):
+        super().__init__()
+        self.hook = hook
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.hook(epoch, dict(logs or {}))
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seeds for Python, NumPy and TensorFlow; op determinism makes reruns identical."""
+    keras.utils.set_random_seed(seed)
+    keras.utils.disable_interactive_logging()  # no progress bars in logs
+    if deterministic:
+        os.environ["TF_DETERMINISTIC_OPS"] = "1"
+        tf.config.experimental.enable_op_determinism()
+
+
+def fit(
+    model: keras.Model,
+    spec: ModelSpec,
+    train: Inputs,
+    val: Inputs,
+    checkpoint: Path | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    steps_per_execution: int = 1,
+    callbacks: list | None = None,
+) -> FitResult:
+    """Fit with Adam and the spec's loss, early stopping on val_loss (best weights restored)
+    and a checkpoint of the best model. `on_epoch(epoch, logs)` sees every epoch's losses."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(spec.learning_rate),
+        loss=loss_function(spec),
+        steps_per_execution=max(1, steps_per_execution),
+    )
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=spec.patience, restore_best_weights=True
+    )
+    hooks: list = [stopper, *(callbacks or [])]
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        hooks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(checkpoint), monitor="val_loss", save_best_only=True
+            )
+        )
+    if on_epoch is not None:
+        hooks.append(_EpochHook(on_epoch))
+    history = model.fit(
+        train.x,
+        train.y,
+        sample_weight=train.weight,
+        validation_data=(val.x, val.y, val.weight),
+        batch_size=spec.batch_size,
+        epochs=spec.max_epochs,
+        shuffle=True,
+        callbacks=hooks,
+        verbose=0,
+    )
+    losses = history.history["val_loss"]
+    return FitResult(
+        history={k: [float(v) for v in values] for k, values in history.history.items()},
+        best_epoch=int(np.argmin(losses)),
+        epochs_run=len(losses),
+        stopped_early=stopper.stopped_epoch > 0,
+        checkpoint=checkpoint,
+    )
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    """Deterministic predictions (dropout off) as a flat float64 array."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64).reshape(
+        -1
+    )

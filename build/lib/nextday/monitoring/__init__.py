@@ -1,0 +1,1 @@
+"""Live monitoring: prediction logging, actuals, rolling accuracy, drift and alerts."""

@@ -1,0 +1,115 @@
+"""`versions`, `promote`, `rollback` and `download`: the registry by hand.
+
+python -m nextday versions                           # every version of both models
+python -m nextday promote model=normal version=3
+python -m nextday rollback model=normal              # back to the previous production
+python -m nextday download model=normal alias=production
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from omegaconf import DictConfig
+
+from nextday.evaluation import claims
+from nextday.export import registry
+from nextday.models.spec import model_spec
+from nextday.tracking import configure
+
+log = logging.getLogger(__name__)
+
+
+def _registered(cfg: DictConfig) -> str:
+    return registry.registered_name(str(cfg.export.registered_model_prefix), model_spec(cfg).name)
+
+
+def run_promote(cfg: DictConfig) -> str:
+    configure(cfg)
+    if cfg.version is None:
+        raise ValueError("promote needs version=N (the registered version to serve)")
+    name = _registered(cfg)
+    registry.promote(mlflow.MlflowClient(), name, str(cfg.version), "promoted by hand")
+    return str(cfg.version)
+
+
+def run_rollback(cfg: DictConfig) -> str:
+    configure(cfg)
+    name = _registered(cfg)
+    restored = registry.rollback(mlflow.MlflowClient(), name, cfg.version)
+    return str(restored.version)
+
+
+def run_download(cfg: DictConfig) -> Path:
+    """The version into `<paths.root>/models/<model>/<version>/`, checksums verified."""
+    configure(cfg)
+    name = _registered(cfg)
+    client = mlflow.MlflowClient()
+    alias = None if cfg.version is not None else (cfg.alias or registry.PRODUCTION)
+    version = registry.resolve(client, name, cfg.version, alias)
+    target = Path(str(cfg.paths.root)) / "models" / model_spec(cfg).name / str(version.version)
+    path = registry.download(name, version, target)
+    log.info("download: %s version %s -> %s (checksums verified)", name, version.version, path)
+    print(path)
+    return path
+
+
+def _versus_zero(tags: dict, level: float) -> str:
+    """The version's test comparison with the zero predictor, as far as its DM test allows."""
+    raw = tags.get("metric.dm_zero_mae_p")
+    p = float(raw) if raw not in (None, "") else None
+    verdict = claims.outcome(p, level)
+    return verdict if p is None else f"{verdict} (p={p:.3g})"
+
+
+def run_versions(cfg: DictConfig) -> pd.DataFrame:
+    """Print every version of the registered models: aliases, stage, the gate's decision and
+    the test MAE beside the zero predictor's."""
+    configure(cfg)
+    client = mlflow.MlflowClient()
+    prefix = str(cfg.export.registered_model_prefix)
+    rows = []
+    for model in client.search_registered_models(f"name LIKE '{prefix}%'"):
+        for found in client.search_model_versions(f"name = '{model.name}'"):
+            # the search leaves aliases out: fetch each version whole
+            version = client.get_model_version(model.name, found.version)
+            tags = version.tags
+            rows.append(
+                {
+                    "model": model.name,
+                    "version": int(version.version),
+                    "aliases": ",".join(version.aliases) or "-",
+                    "stage": "-"
+                    if version.current_stage in (None, "None")
+                    else version.current_stage,
+                    "test_mae": tags.get("metric.test_mae", "-"),
+                    "zero_mae": tags.get("metric.baseline_zero_test_mae", "-"),
+                    "vs_zero": _versus_zero(tags, float(cfg.evaluation.significance)),
+                    "promoted": tags.get("nextday.promotion_reason", "-"),
+                    "gate": tags.get(registry.GATE_TAG, "-"),
+                }
+            )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "version",
+            "aliases",
+            "stage",
+            "test_mae",
+            "zero_mae",
+            "vs_zero",
+            "promoted",
+            "gate",
+        ],
+    )
+    if table.empty:
+        print(f"no registered model named {prefix}*: run `python -m nextday main` first")
+    else:
+        table = table.sort_values(["model", "version"])
+        with pd.option_context("display.max_colwidth", 90, "display.width", 200):
+            print(table.to_string(index=False))
+    return table

@@ -1,0 +1,191 @@
+"""`tune`: an Optuna study as nested MLflow runs, pruned, resumable, shareable by workers.
+
+The tune run is the parent; every trial is a child run with its params, per-epoch losses and
+objective, final value and state (COMPLETE, PRUNED, FAIL). Trials are judged on validation
+rows only: the test segment is never seen while tuning. After the search, the study's best
+configuration is retrained and logged as this run's model with the same evaluation as train.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+from omegaconf import DictConfig
+
+from nextday.evaluation.metrics import POINT_METRICS, point_metrics, prefixed
+from nextday.models.spec import model_spec
+from nextday.steps.inputs import Prepared, load_prepared, prepared_spec
+from nextday.steps.train import fit_model, train_and_log
+from nextday.tracking import MODEL_TAG, STEP_TAG, artifact_dir, find_input_run, step_run
+from nextday.tuning.space import check_space, suggest, trial_config
+from nextday.tuning.study import masked, open_study, storage_url
+
+log = logging.getLogger(__name__)
+
+TRIAL_STEP = "tune.trial"
+STATE_TAG = "nextday.trial.state"
+
+
+def run_tune(cfg: DictConfig, overrides: list[str] | None = None) -> str:
+    overrides = list(overrides or [])
+    spec = model_spec(cfg)
+    if str(cfg.tune.objective) not in POINT_METRICS:
+        raise ValueError(f"tune.objective={cfg.tune.objective!r}: expected one of {POINT_METRICS}")
+    check_space(cfg.tune.space, cfg)
+    max_epochs = int(cfg.tune.max_epochs or spec.max_epochs)
+    url = storage_url(cfg)
+    with step_run(cfg, "tune", model=spec.name) as parent, artifact_dir(cfg) as out:
+        prepare_run = find_input_run("prepare", cfg.inputs.get("prepare_run_id"))
+        prepared = load_prepared(prepare_run.info.run_id, out / "inputs")
+        prepared_spec(cfg, prepared)  # too few rows for this model: fails before any trial
+        overrides = [*overrides, f"inputs.prepare_run_id={prepare_run.info.run_id}"]
+        study = open_study(cfg, url, max_epochs, worker=parent.info.run_id)
+        mlflow.set_tags({"nextday.study": study.study_name, "nextday.study.storage": masked(url)})
+        mine: list[int] = []
+        study.optimize(
+            lambda trial: _objective(trial, cfg, overrides, prepared, max_epochs, out, mine),
+            n_trials=int(cfg.tune.n_trials),
+            timeout=float(cfg.tune.timeout) if cfg.tune.get("timeout") else None,
+            catch=(Exception,),
+            gc_after_trial=True,
+        )
+        _log_study(study, mine, max_epochs, out)
+        if cfg.tune.retrain_best and _completed(study):
+            best = study.best_trial
+            mlflow.set_tag("nextday.best_trial", best.number)
+            mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
+            best_cfg = trial_config(overrides, best.params, None)
+            train_and_log(best_cfg, prepared_spec(best_cfg, prepared), prepared, out)
+        log.info(
+            "tune: %d trials by this worker; study best %s -> run %s",
+            len(mine),
+            study.best_value if _completed(study) else None,
+            parent.info.run_id,
+        )
+        return parent.info.run_id
+
+
+def _completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def _objective(
+    trial, cfg, overrides, prepared: Prepared, max_epochs: int, out: Path, mine: list[int]
+):
+    from nextday.models.training import predict
+    from nextday.tuning.pruning import ReportObjective
+
+    mine.append(trial.number)
+    params = suggest(trial, cfg.tune.space)
+    metric = str(cfg.tune.objective)
+    pruned: optuna.TrialPruned | None = None
+    with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as child:
+        trial.set_user_attr("mlflow_run_id", child.info.run_id)
+        mlflow.set_tags(
+            {
+                STEP_TAG: TRIAL_STEP,
+                MODEL_TAG: cfg.model.name,
+                "nextday.trial": trial.number,
+                "nextday.study": trial.study.study_name,
+            }
+        )
+        mlflow.log_params(params)
+
+        def log_epoch(epoch: int, values: dict) -> None:
+            mlflow.log_metrics(values, step=epoch)
+
+        holder = {}
+
+        def callbacks_for(data):
+            holder["report"] = ReportObjective(trial, data.judged["val"], metric, log_epoch)
+            return [holder["report"]]
+
+        try:
+            trial_cfg = trial_config(overrides, params, max_epochs)
+            spec = prepared_spec(trial_cfg, prepared)
+            trained = fit_model(
+                spec,
+                prepared.dataset,
+                prepared.truth,
+                trial_cfg,
+                out / f"trial-{trial.number}",
+                make_callbacks=callbacks_for,
+                baselines=False,
+            )
+        except optuna.TrialPruned as error:
+            pruned = error
+        except Exception:
+            mlflow.set_tag(STATE_TAG, "FAIL")  # Optuna records the trial as failed and goes on
+            raise
+        if pruned is None:
+            val = trained.data.judged["val"]
+            scores = point_metrics(predict(trained.model, val.x), val.y, val.dates)
+            value = scores[metric]
+            if not np.isfinite(value):
+                mlflow.set_tag(STATE_TAG, "FAIL")
+                raise ValueError(f"trial {trial.number}: val_{metric} is not finite")
+            mlflow.log_metrics(
+                {
+                    **prefixed(scores, "val"),
+                    "objective": value,
+                    "epochs_run": trained.fit.epochs_run,
+                }
+            )
+            mlflow.set_tag(STATE_TAG, "COMPLETE")
+        else:
+            mlflow.log_metric("epochs_run", holder["report"].epochs_seen)
+            mlflow.set_tag(STATE_TAG, "PRUNED")
+    if pruned is not None:
+        raise pruned
+    return value
+
+
+def _log_study(study: optuna.Study, mine: list[int], max_epochs: int, out: Path) -> None:
+    """Best params and value, trial counts, epochs pruning saved, and the study's plots."""
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    states = [trials[n].state.name for n in mine if n in trials]
+    epochs = [len(trials[n].intermediate_values) for n in mine if n in trials]
+    metrics = {
+        "trials_run": len(mine),
+        "trials_complete": states.count("COMPLETE"),
+        "trials_pruned": states.count("PRUNED"),
+        "trials_failed": states.count("FAIL"),
+        "study_trials": len(trials),
+        "epochs_run_total": sum(epochs),
+        "epochs_budget": max_epochs * len(mine),
+    }
+    for trial in trials.values():
+        if trial.state == optuna.trial.TrialState.FAIL and trial.number not in mine:
+            log.info("tune: trial %d of the study failed (a stale or broken worker)", trial.number)
+    complete = _completed(study)
+    if complete:
+        metrics["best_value"] = float(study.best_value)
+        mlflow.set_tag(
+            "nextday.best_trial_run", study.best_trial.user_attrs.get("mlflow_run_id", "")
+        )
+    mlflow.log_metrics(metrics)
+    folder = out / "study"
+    folder.mkdir(exist_ok=True)
+    study.trials_dataframe().to_csv(folder / "trials.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
+        import matplotlib.pyplot as plt
+        from optuna.visualization import matplotlib as optuna_plots
+
+        if complete:
+            optuna_plots.plot_optimization_history(study)
+            plt.gcf().savefig(folder / "optimization_history.png", dpi=110, bbox_inches="tight")
+            plt.close("all")
+        if len(complete) >= 2:
+            try:
+                optuna_plots.plot_param_importances(study)
+                plt.gcf().savefig(folder / "param_importances.png", dpi=110, bbox_inches="tight")
+            except (ValueError, RuntimeError) as error:  # e.g. every trial had the same params
+                log.info("tune: no parameter importances: %s", error)
+            plt.close("all")
+    mlflow.log_artifacts(str(folder), "study")

@@ -1,0 +1,1 @@
+"""Uncertainty: MC dropout, a model of the return's own scale, and conformal calibration."""
