@@ -20,6 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import local_postgres
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """Registry downloads of ModelInference go to a folder of this test session, not to the
+    user's ~/.cache (a test may still point NEXTDAY_MODEL_CACHE elsewhere)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NEXTDAY_MODEL_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+        yield
+
+
 @pytest.fixture
 def root(tmp_path, monkeypatch) -> Path:
     """A fresh paths.root, and no tracking URI leaking in from the environment."""

@@ -203,7 +203,8 @@ def test_mlflow_models_serve_answers_and_refuses_bad_input(store):
             answer = invoke(payload)
             assert answer.status_code == 200, answer.text
             got = pd.DataFrame(answer.json()["predictions"])
-            assert list(got.columns) == ["prediction", "sigma", "p10", "p50", "p90"]
+            assert list(got.columns) == ["prediction", "sigma", "p10", "p50", "p90", "out_of_range"]
+            assert not got["out_of_range"].any()
             assert len(got) == 64
             # both draw their own dropout masks: equal within the MC noise of 8 passes
             assert np.all(np.abs(got["prediction"] - expected["prediction"]) < 6 * spread + 1e-6)

@@ -23,6 +23,7 @@ from nextday.uncertainty.calibration import Calibration
 from nextday.uncertainty.mc_dropout import with_dropout_rate
 
 SCALE_FEATURES = ("vol_20d", "hl_range")
+TECHNICAL = model_spec(compose(["experiment=quick"])).features
 
 
 def _calibration(passes: int) -> Calibration:
@@ -56,6 +57,15 @@ def _export(folder, overrides, passes=10):
             "window": window,
             "input_columns": input_columns(spec.features, window),
             "files": files,
+            "serving": {
+                "max_rows": 100_000,
+                "out_of_range": "flag",
+                "range_multiple": 10.0,
+                "ranges": {
+                    f: [float(x[:, i].min()), float(x[:, i].max())]
+                    for i, f in enumerate(spec.features)
+                },
+            },  # fmt: skip
         },
         folder,
     )
@@ -100,7 +110,7 @@ def test_lstm_graphs_match_keras(tmp_path):
     columns = input_columns(spec.features, 5)
     assert columns[-1] == f"{spec.features[-1]}_lag0"
     table = pd.DataFrame(x[:7].reshape(7, -1), columns=columns)
-    assert inference.predict_batch(table).shape == (7, 5)
+    assert inference.predict_batch(table).shape == (7, 6)
 
 
 def test_mc_graph_matches_keras_mc_dropout_statistically(mlp):
@@ -145,7 +155,8 @@ def test_predict_one_row_agrees_with_the_batch(mlp):
     assert inference.provider == "CPUExecutionProvider"
     row = dict(zip(spec.features, x[0].tolist(), strict=True))
     one = inference.predict(row)
-    assert set(one) == {"prediction", "sigma", "p10", "p50", "p90"}
+    assert set(one) == {"prediction", "sigma", "p10", "p50", "p90", "out_of_range"}
+    assert one["out_of_range"] is False
     by_vector = inference.predict(list(x[0]))
     batch = inference.predict_batch([row, row])
     frame = inference.predict_batch(pd.DataFrame([row], index=["AAPL"]))
@@ -177,6 +188,21 @@ def test_predict_one_row_agrees_with_the_batch(mlp):
             "is not a number",
         ),
         (lambda f, x: "ret_1d=0.1", "DataFrame, a 2-D array or a list"),
+        (
+            lambda f, x: pd.DataFrame(x[:2], columns=f).assign(
+                **{f[0]: pd.to_datetime(["2021-01-04", "2021-01-05"])}
+            ),
+            r"\['ret_1d'\] \(1\) hold datetimes",
+        ),
+        (
+            lambda f, x: pd.DataFrame(x[:2], columns=f).assign(**{f[3]: pd.to_timedelta([1, 2])}),
+            "hold timedeltas",
+        ),
+        (lambda f, x: x[:2].astype(np.complex128), "holds complex numbers"),
+        (
+            lambda f, x: [{**dict(zip(f, x[0], strict=True)), f[5]: True}],
+            f"row 0, column '{TECHNICAL[5]}': True is a boolean",
+        ),
         (lambda f, x: [], "empty batch"),
     ],
 )
@@ -296,6 +322,36 @@ def test_a_rebuilt_registry_serves_its_new_model_not_a_cached_copy(tmp_path, mon
         onnx.write_bytes(onnx.read_bytes()[:-10] + b"0123456789")
         again = ModelInference(uri)
         assert len(again.features) == 37
-        assert again.predict_batch(np.zeros((2, 37), dtype=np.float32)).shape == (2, 5)
+        assert again.predict_batch(np.zeros((2, 37), dtype=np.float32)).shape == (2, 6)
     finally:
         mlflow.set_tracking_uri(before)
+
+
+def test_a_batch_over_the_row_limit_is_refused_before_it_is_converted(mlp):
+    folder, _, spec, x, _ = mlp
+    inference = ModelInference(folder, max_rows=10)
+    with pytest.raises(InputError, match=r"11 rows is over the limit of 10.*export.serving"):
+        inference.predict_batch([{"not": "even checked"}] * 11)
+    assert inference.predict_batch(x[:10]).shape == (10, 6)
+    assert ModelInference(folder).max_rows == 100_000
+
+
+def test_values_far_outside_the_training_range_are_flagged_or_refused(mlp, caplog):
+    import json
+
+    folder, _, spec, x, _ = mlp
+    wild = x[:4].copy()
+    wild[2, 3] = 1e30  # the row the issue found answered with sigma 0
+    answer = ModelInference(folder).predict_batch(wild)
+    assert list(answer["out_of_range"]) == [False, False, True, False]
+    assert "row 2, column" in caplog.text and "far outside the training range" in caplog.text
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["serving"]["out_of_range"] = "refuse"
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    try:
+        with pytest.raises(InputError, match=rf"row 2, column '{spec.features[3]}'.*refuse"):
+            ModelInference(folder).predict_batch(wild)
+        assert not ModelInference(folder).predict_batch(x[:4])["out_of_range"].any()
+    finally:
+        meta["serving"]["out_of_range"] = "flag"
+        (folder / "metadata.json").write_text(json.dumps(meta))

@@ -14,7 +14,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import mlflow
@@ -31,7 +30,7 @@ pytestmark = pytest.mark.postgres
 BUCKET = team_stack.BUCKET
 PREFIX = team_stack.PREFIX
 REGISTERED = "nextday-normal"
-OUTPUTS = ["prediction", "sigma", "p10", "p50", "p90"]
+OUTPUTS = ["prediction", "sigma", "p10", "p50", "p90", "out_of_range"]
 ROWS = 8
 
 
@@ -107,8 +106,8 @@ def client(deployed, tmp_path, monkeypatch):
     # a URI set earlier in this process (mlflow.set_tracking_uri) would win over the env var
     monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
     monkeypatch.setattr(registry_utils, "_registry_uri", None)
-    # ModelInference caches downloads under the temp dir: keep them in this test's folder
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    # ModelInference caches downloads: keep them in this test's folder
+    monkeypatch.setenv("NEXTDAY_MODEL_CACHE", str(tmp_path / "models"))
     assert mlflow.get_tracking_uri() == deployed["tracking"]
     # The MC graph draws its dropout masks from a seeded generator per ONNX Runtime session,
     # and ModelInference caches sessions per file: only fresh sessions draw the same masks, so
@@ -185,6 +184,7 @@ def test_export_files_are_in_the_bucket(deployed, client):
 
 def test_registry_model_matches_downloaded_folder(deployed, client):
     from nextday.inference import ModelInference
+    from nextday.inference.model import cache_root
 
     version = _production(client)
     local = ModelInference(_downloaded(deployed, version), device="cpu")
@@ -192,13 +192,15 @@ def test_registry_model_matches_downloaded_folder(deployed, client):
     assert remote.version == local.version == str(version.version)
     assert remote.metadata["sha256"] == local.metadata["sha256"]
     # the registry copy came through the server, not from the downloaded folder
-    assert Path(tempfile.gettempdir()) in remote.folder.parents
+    assert cache_root() in remote.folder.parents
     rows = _rows(deployed, local.metadata)
     expected = local.predict_batch(rows)
     got = remote.predict_batch(rows)
     assert list(got.columns) == OUTPUTS
-    assert np.isfinite(got.to_numpy()).all()
-    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-6, atol=1e-9)
+    numbers = OUTPUTS[:-1]  # and the out_of_range flag
+    assert np.isfinite(got[numbers].to_numpy()).all()
+    np.testing.assert_allclose(got[numbers], expected[numbers], rtol=1e-6, atol=1e-9)
+    assert (got["out_of_range"] == expected["out_of_range"]).all()
 
 
 def test_pyfunc_loads_from_the_registry(deployed, client):
@@ -210,6 +212,7 @@ def test_pyfunc_loads_from_the_registry(deployed, client):
     model = mlflow.pyfunc.load_model(f"models:/{REGISTERED}@production")
     predicted = pd.DataFrame(model.predict(rows))
     assert list(predicted.columns) == OUTPUTS
+    numbers = OUTPUTS[:-1]
     np.testing.assert_allclose(
-        predicted.to_numpy(), local.predict_batch(rows).to_numpy(), rtol=1e-6, atol=1e-9
+        predicted[numbers], local.predict_batch(rows)[numbers], rtol=1e-6, atol=1e-9
     )

@@ -70,6 +70,7 @@ def build(
     seed: int,
     input_columns: list[str],
     float16_on_gpu: bool = False,
+    serving: dict | None = None,
 ) -> dict:
     """The metadata dict, without checksums yet (`seal` adds them once the card is written)."""
     return {
@@ -92,6 +93,7 @@ def build(
         "git_commit": git_commit(),
         "onnx_opset": opset,
         "float16_on_gpu": float16_on_gpu,  # ModelInference's default on a CUDA device
+        "serving": serving or {},  # row limit, out-of-range policy and training ranges
         "files": files,
     }
 

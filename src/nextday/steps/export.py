@@ -27,7 +27,7 @@ from nextday.evaluation.metrics import point_metrics, prefixed
 from nextday.export import card, gate, metadata, parity, registry
 from nextday.export.files import write_onnx
 from nextday.inference.checks import input_columns
-from nextday.inference.model import SHA_TAG
+from nextday.inference.model import OUT_OF_RANGE, SHA_TAG
 from nextday.models.spec import model_spec
 from nextday.reports import markdown
 from nextday.reports.markdown import decimals_to_tell_apart
@@ -209,6 +209,7 @@ def run_export(cfg: DictConfig) -> str:
             seed=seed,
             input_columns=input_columns(spec.features, spec.window if spec.arch == "lstm" else 1),
             float16_on_gpu=bool(settings.float16),
+            serving=_serving(settings.serving, spec, data.train_flat),
         )
         (folder / metadata.CARD).write_text(
             card.render(
@@ -284,6 +285,23 @@ def run_export(cfg: DictConfig) -> str:
 REFERENCE = "reference.json"
 
 
+def _serving(settings, spec, train_x: np.ndarray) -> dict:
+    """The serving policy (export.serving) and each feature's training range, for the
+    out-of-range check of ModelInference."""
+    from nextday.inference.model import RANGE_POLICIES
+
+    policy = str(settings.out_of_range)
+    if policy not in RANGE_POLICIES:
+        raise ValueError(f"export.serving.out_of_range={policy!r}: one of {RANGE_POLICIES}")
+    low, high = np.min(train_x, axis=0), np.max(train_x, axis=0)
+    return {
+        "max_rows": int(settings.max_rows),
+        "out_of_range": policy,
+        "range_multiple": float(settings.range_multiple),
+        "ranges": {name: [float(low[i]), float(high[i])] for i, name in enumerate(spec.features)},
+    }
+
+
 def _write_reference(folder: Path, spec, data, outputs, metrics, drift_days: int) -> str:
     """What the monitor compares live traffic with: each feature's distribution on the
     training rows the model serves and the served prediction's on the training and
@@ -340,7 +358,9 @@ def _log_pyfunc(folder: Path, spec, example_x: np.ndarray, meta: dict):
     keys = [ColSpec("string", name, required=False) for name in KEY_COLUMNS]
     signature = ModelSignature(
         inputs=Schema([ColSpec("double", c) for c in columns] + keys),
-        outputs=Schema([ColSpec("double", c) for c in meta["outputs"]]),
+        outputs=Schema(
+            [ColSpec("double", c) for c in meta["outputs"]] + [ColSpec("boolean", OUT_OF_RANGE)]
+        ),
     )
     example = pd.DataFrame(
         np.asarray(example_x, dtype=np.float64).reshape(len(example_x), -1), columns=columns
