@@ -99,7 +99,7 @@ def test_gate_decides_production_and_challenger(store):
         ("date", False),
     ]
     out = model.predict(pd.DataFrame(np.full((3, 20), 0.01), columns=names))
-    assert list(out.columns) == ["prediction", "sigma", "p10", "p50", "p90"]
+    assert list(out.columns) == ["prediction", "sigma", "p10", "p50", "p90", "out_of_range"]
 
 
 def test_promote_and_rollback_by_hand(store):
@@ -125,7 +125,7 @@ def test_download_verifies_checksums_and_keeps_a_good_copy(store):
     meta = json.loads((path / "metadata.json").read_text())
     assert (path / meta["files"]["mc"]).exists()
     local = ModelInference(path)
-    assert local.version == "2" and local.predict_batch(np.full((2, 20), 0.01)).shape == (2, 5)
+    assert local.version == "2" and local.predict_batch(np.full((2, 20), 0.01)).shape == (2, 6)
     # corrupt the stored artifact: the next download is refused, the good copy stays
     source = mlflow.MlflowClient().get_model_version(NAME, "2").source
     stored = list(root.glob(f"mlartifacts/**/{meta['files']['mc']}"))
