@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OVERRIDES ?=
 
-.PHONY: setup main serve test test-full lint lock bench clean
+.PHONY: setup setup-gpu main serve test test-full lint lock bench clean
 
 $(BIN)/nextday: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
@@ -13,6 +13,12 @@ $(BIN)/nextday: pyproject.toml requirements.lock
 	touch $@
 
 setup: $(BIN)/nextday
+
+# on a machine with an NVIDIA GPU: onnxruntime-gpu instead of onnxruntime (the two conflict)
+setup-gpu: setup
+	$(BIN)/pip uninstall -q -y onnxruntime onnxruntime-gpu
+	$(BIN)/pip install -q "onnxruntime-gpu>=1.31,<1.32"
+	$(BIN)/python -c "import onnxruntime as o; print(o.get_available_providers())"
 
 # the whole pipeline on the built-in market; MLflow tracking in ./mlflow.db, artifacts in ./mlartifacts
 main: setup

@@ -239,15 +239,22 @@ def _program(pid: int) -> str:
 class Server:
     """`mlflow models serve` on a free loopback port, started now, ready after wait()."""
 
-    def __init__(self, model_uri: str, uri: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        model_uri: str,
+        uri: str,
+        log_path: Path,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         mlflow_cli = Path(sys.executable).with_name("mlflow")
         command = [str(mlflow_cli)] if mlflow_cli.exists() else [sys.executable, "-m", "mlflow"]
         command += ["models", "serve", "-m", model_uri, "--env-manager", "local"]
-        command += ["-h", "127.0.0.1", "-p", str(self.port)]
+        command += ["-h", "127.0.0.1", "-p", str(self.port), "-w", str(workers)]
         self.command = " ".join(command)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         # the CLI runs `uvicorn` from PATH: this interpreter's environment first
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         self.log_path = log_path

@@ -15,9 +15,9 @@ import yaml
 
 from nextday.export import card
 from nextday.export.files import file_names
-from nextday.export.graphs import OUTPUTS
 from nextday.features import FEATURE_GROUPS
 from nextday.inference.checks import input_columns
+from nextday.inference.outputs import OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

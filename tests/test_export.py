@@ -24,7 +24,7 @@ from nextday.data.store import Store
 from nextday.export import registry
 from nextday.inference import ChecksumError, ModelInference
 from nextday.steps.calibrate import run_calibrate
-from nextday.steps.export import run_export
+from nextday.steps.export import SERVED_PACKAGES, run_export
 from nextday.steps.prepare import run_prepare
 from nextday.steps.registry_commands import run_download, run_promote, run_rollback
 from nextday.steps.train import run_train
@@ -274,3 +274,61 @@ def test_mlflow_models_serve_answers_and_refuses_bad_input(store):
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_the_serving_path_imports_nothing_of_the_training_stack():
+    training = ("tensorflow", "keras", "sklearn", "omegaconf", "hydra", "optuna", "tf2onnx")
+    probe = (
+        "import sys, nextday.inference.served_model, nextday.monitoring.logger; "
+        f"print([m for m in {training!r} if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_registered_version_runs_anywhere_with_uv(store, tmp_path):
+    """`mlflow models predict --env-manager uv` in a folder outside the repository: uv builds
+    the model's own environment from its requirements (from PyPI), without nextday installed;
+    the serving code comes from the model's code/ folder. Also the Dockerfile MLflow makes."""
+    root, _, _ = store
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}/2")
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/2", dst_path=str(tmp_path)))
+    requirements = (folder / "requirements.txt").read_text().split()
+    assert [r.split("==")[0] for r in requirements] == list(SERVED_PACKAGES)
+    assert (folder / "code" / "nextday" / "inference" / "pyfunc.py").is_file()
+    names = [c.name for c in model.metadata.get_input_schema().inputs if c.required]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    rows = pd.DataFrame(np.full((3, len(names)), 0.01), columns=names)
+    (elsewhere / "request.json").write_text(
+        json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))})
+    )
+    bin_dir = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db", PATH=f"{bin_dir}:{env['PATH']}")
+    mlflow_cli = str(Path(bin_dir) / "mlflow")
+    done = subprocess.run(
+        [mlflow_cli, "models", "predict", "-m", f"models:/{NAME}/2", "-i", "request.json",
+         "-t", "json", "-o", "answer.json", "--env-manager", "uv"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
+    answer = pd.DataFrame(json.loads((elsewhere / "answer.json").read_text())["predictions"])
+    assert list(answer.columns) == ["prediction", "sigma", "p10", "p50", "p90", "out_of_range"]
+    assert len(answer) == 3 and (answer["p10"] <= answer["p90"]).all()
+
+    built = subprocess.run(
+        [mlflow_cli, "models", "generate-dockerfile", "-m", f"models:/{NAME}/2",
+         "--output-directory", "docker", "--env-manager", "virtualenv"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    dockerfile = (elsewhere / "docker" / "Dockerfile").read_text()
+    assert "model_dir" in dockerfile
+    copied = elsewhere / "docker" / "model_dir"
+    assert (next(copied.rglob("requirements.txt")).read_text().split()) == requirements
+    assert next(copied.rglob("pyfunc.py")).parent.name == "inference"
+    assert next(copied.rglob("metadata.json")).is_file()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from nextday.config import CONF_DIR
-from nextday.export.graphs import OUTPUTS
 from nextday.inference.model import sha256
+from nextday.inference.outputs import OUTPUTS
 
 CARD = "model_card.md"
 METRIC_NAMES = ("mae", "rmse", "r2", "dir_acc", "ic", "skill")

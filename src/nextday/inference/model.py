@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nextday.export.graphs import OUTPUTS
 from nextday.inference.checks import InputError, check_keys, input_columns, row_count, to_array
+from nextday.inference.outputs import OUT_OF_RANGE, OUTPUTS
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 # without one get these
 DEFAULT_SERVING = {"max_rows": 100_000, "out_of_range": "flag", "range_multiple": 10.0}
 RANGE_POLICIES = ("flag", "refuse")
-OUT_OF_RANGE = "out_of_range"
 
 
 def _allowed_bounds(serving: dict, features: list[str], window: int):

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+import nextday
 from nextday.evaluation import claims
 from nextday.evaluation.diebold_mariano import diebold_mariano
 from nextday.evaluation.intervals import interval_metrics
@@ -27,7 +28,8 @@ from nextday.evaluation.metrics import point_metrics, prefixed
 from nextday.export import card, gate, metadata, parity, registry
 from nextday.export.files import write_onnx
 from nextday.inference.checks import input_columns
-from nextday.inference.model import OUT_OF_RANGE, SHA_TAG
+from nextday.inference.model import SHA_TAG
+from nextday.inference.outputs import OUT_OF_RANGE
 from nextday.models.spec import model_spec
 from nextday.reports import markdown
 from nextday.reports.markdown import decimals_to_tell_apart
@@ -369,17 +371,25 @@ def _log_pyfunc(folder: Path, spec, example_x: np.ndarray, meta: dict):
         name=MODEL_ARTIFACT,
         python_model=served_model.__file__,
         artifacts={EXPORT_ARTIFACT: str(folder)},
+        # the serving code travels with the model (MLflow puts it on sys.path at load), so
+        # a machine that has never seen this repository can serve the version
+        code_paths=[str(Path(nextday.__file__).parent)],
         signature=signature,
         input_example=example,
-        pip_requirements=_requirements(),
+        pip_requirements=served_requirements(),
     )
 
 
-def _requirements() -> list[str]:
-    """What the served model imports, pinned to this environment's versions."""
+# what the serving path imports: nothing of the training stack (no TensorFlow, scikit-learn,
+# Hydra); SQLAlchemy and the PostgreSQL driver for prediction logging
+SERVED_PACKAGES = ("mlflow", "onnxruntime", "numpy", "pandas", "sqlalchemy", "psycopg2-binary")
+
+
+def served_requirements() -> list[str]:
+    """The served model's requirements, pinned to this environment's versions."""
     from importlib.metadata import version
 
-    return [f"{p}=={version(p)}" for p in ("mlflow", "onnxruntime", "numpy", "pandas")]
+    return [f"{p}=={version(p)}" for p in SERVED_PACKAGES]
 
 
 def _version_tags(meta: dict, checks) -> dict[str, str]:
