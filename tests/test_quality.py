@@ -174,3 +174,25 @@ def test_symbol_problems_refuse_drop_row():
 def test_unknown_policy_is_refused():
     with pytest.raises(ValueError, match="quality.policy.gap='ignore'"):
         _validate(real_shaped_bars(), gap="ignore")
+
+
+def test_a_jump_over_an_earnings_report_is_news_not_a_split():
+    bars = real_shaped_bars(symbols=4)
+    prices = ["open", "high", "low", "close"]
+    crash = _after(bars, "BAC", "2016-10-03")
+    bars.loc[crash, prices] = bars.loc[crash, prices] * (2 / 3)  # -33%: a 3:2 split's ratio
+    earnings = empty_earnings()
+    _, without = validate(RawMarket(bars, earnings, "test"), _cfg())
+    bac = without.problems[without.problems["symbol"] == "BAC"]
+    assert list(bac["kind"]) == ["split_like"]
+    report = {c: None for c in earnings.columns} | {
+        "symbol": "BAC",
+        "ts": pd.Timestamp("2016-09-30 16:05"),
+        "session_date": pd.Timestamp("2016-09-30"),
+        "timing": "amc",
+    }
+    earnings = pd.DataFrame([report], columns=earnings.columns)
+    clean, with_report = validate(RawMarket(bars, earnings, "test"), _cfg())
+    bac = with_report.problems[with_report.problems["symbol"] == "BAC"]
+    assert list(bac["kind"]) == ["extreme_move"]
+    assert "BAC" in set(clean.ohlcv["symbol"])

@@ -61,3 +61,14 @@ def test_truth_is_kept_out_of_the_features():
     # the oracle predicts: its rank correlation with the label is positive
     merged = build.dataset[["label"]].join(build.truth[["true_mean"]])
     assert merged.corr(method="spearman").iloc[0, 1] > 0.02
+
+
+def test_validation_keeps_every_bar_of_the_built_in_market(default_market):
+    """Its earnings crashes and fat-tailed days are news, not feed defects."""
+    from nextday.config import compose
+    from nextday.data.quality import validate
+
+    clean, report = validate(default_market, compose([]).quality)
+    assert report.dropped_symbols == [] and report.rows_out == report.rows_in
+    found = {kind for kind, n in report.counts().items() if n}
+    assert found <= {"extreme_move"}, found

@@ -168,7 +168,7 @@ def validate(market: RawMarket, cfg) -> tuple[RawMarket, QualityReport]:
     bars = market.ohlcv.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
     found = _Findings(bars, policy)
     _row_checks(bars, found)
-    _series_checks(bars, found, cfg)
+    _series_checks(bars, found, cfg, market.earnings)
     _symbol_checks(bars, found, cfg)
 
     problems = found.problems()
@@ -284,8 +284,10 @@ def _previous_kept(symbol: np.ndarray, kept: np.ndarray) -> np.ndarray:
     return previous
 
 
-def _series_checks(bars: pd.DataFrame, found: _Findings, cfg) -> None:
-    """Problems seen between consecutive bars of a symbol, on the bars kept so far."""
+def _series_checks(bars: pd.DataFrame, found: _Findings, cfg, earnings: pd.DataFrame) -> None:
+    """Problems seen between consecutive bars of a symbol, on the bars kept so far. A jump
+    over an earnings report (the close before it is the report's session date) is news,
+    never a split, whatever its ratio."""
     symbol, close = found.symbol, bars["close"].to_numpy(dtype=np.float64)
 
     # stale prices: runs of equal closes; the repeats after the first bar of a long run
@@ -334,6 +336,15 @@ def _series_checks(bars: pd.DataFrame, found: _Findings, cfg) -> None:
     near_split = np.where(
         jump_steps < 0, near(jumps.split_ratios), near(jumps.reverse_split_ratios)
     )
+    if len(jump_rows) and len(earnings):
+        reports = pd.MultiIndex.from_arrays(
+            [earnings["symbol"], pd.to_datetime(earnings["session_date"]).dt.normalize()]
+        )
+        before = previous[jump_rows]
+        over_report = pd.MultiIndex.from_arrays(
+            [symbol[before], pd.to_datetime(bars["ts"].to_numpy()[before]).normalize()]
+        ).isin(reports)
+        near_split &= ~over_report
     moves = np.expm1(jump_steps)
     # the bar that undoes a bad tick is the tick's other half, not a problem of its own
     undoing = np.isin(jump_rows, following[undone])

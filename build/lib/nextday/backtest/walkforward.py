@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from nextday.backtest.guard import check_window
-from nextday.export.graphs import OUTPUTS
+from nextday.inference.outputs import OUTPUTS
 from nextday.uncertainty.calibration import calibrate
 
 log = logging.getLogger(__name__)

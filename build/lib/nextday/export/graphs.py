@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nextday.inference.outputs import OUTPUTS
 from nextday.models.spec import ModelSpec
 from nextday.uncertainty.calibration import EPS, Calibration
 
-OUTPUTS = ("prediction", "sigma", "p10", "p50", "p90")
 MC_OUTPUTS = (*OUTPUTS, "mc_sd")
 INPUT_NAME = "features"
 QUANTILE_LEVELS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from nextday.config import CONF_DIR
-from nextday.export.graphs import OUTPUTS
 from nextday.inference.model import sha256
+from nextday.inference.outputs import OUTPUTS
 
 CARD = "model_card.md"
 METRIC_NAMES = ("mae", "rmse", "r2", "dir_acc", "ic", "skill")
@@ -70,6 +70,7 @@ def build(
     seed: int,
     input_columns: list[str],
     float16_on_gpu: bool = False,
+    serving: dict | None = None,
 ) -> dict:
     """The metadata dict, without checksums yet (`seal` adds them once the card is written)."""
     return {
@@ -92,6 +93,7 @@ def build(
         "git_commit": git_commit(),
         "onnx_opset": opset,
         "float16_on_gpu": float16_on_gpu,  # ModelInference's default on a CUDA device
+        "serving": serving or {},  # row limit, out-of-range policy and training ranges
         "files": files,
     }
 

@@ -25,6 +25,19 @@ class InputError(ValueError):
     """Input that a model cannot answer; the message names the problem."""
 
 
+# dtype kinds that convert to numbers without being numbers (a datetime becomes nanoseconds)
+NOT_NUMBERS = {"b": "booleans", "M": "datetimes", "m": "timedeltas", "c": "complex numbers"}
+
+
+def row_count(data) -> int | None:
+    """Rows of a batch, known before converting it (None: not a batch shape)."""
+    if isinstance(data, (pd.DataFrame, np.ndarray)):
+        return len(data)
+    if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        return len(data)
+    return None
+
+
 def input_columns(features: Sequence[str], window: int) -> list[str]:
     """The table columns of a model: its features, or one per feature and lag for a window."""
     if window <= 1:
@@ -53,8 +66,30 @@ def _check_columns(given: Sequence[str], columns: list[str], where: str = "") ->
         raise InputError(f"{where}{'; '.join(problems)}; the model takes {_names(columns)}")
 
 
+_NOT_NUMBER_TYPES = (
+    (bool, np.bool_, "a boolean"),
+    ((dt.date, dt.datetime, np.datetime64, pd.Timestamp), None, "a datetime"),
+    ((dt.timedelta, np.timedelta64, pd.Timedelta), None, "a timedelta"),
+    ((complex, np.complexfloating), None, "a complex number"),
+)
+
+
+def _refuse_non_numbers(values, columns: list[str], rows_offset: int) -> None:
+    """Values that numpy would turn into numbers without being numbers (True -> 1.0)."""
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            for types, extra, what in _NOT_NUMBER_TYPES:
+                if isinstance(value, types) or (extra is not None and isinstance(value, extra)):
+                    raise InputError(
+                        f"row {i + rows_offset}, column {columns[j]!r}: {value!r} is {what}, "
+                        "not a number"
+                    )
+
+
 def _numeric(values, columns: list[str], rows_offset: int = 0) -> np.ndarray:
     """float32 array of `values`; a value that is not a number is named by row and column."""
+    if not (isinstance(values, np.ndarray) and values.dtype.kind in "iuf"):
+        _refuse_non_numbers(values, columns, rows_offset)
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
@@ -119,9 +154,10 @@ def to_array(data, features: Sequence[str], window: int = 1, single: bool = Fals
         _check_columns([str(c) for c in data.columns], columns)
         frame = data.rename(columns=str)[columns]
         dtypes = dict(zip(columns, frame.dtypes, strict=True))
-        bools = [c for c in columns if pd.api.types.is_bool_dtype(dtypes[c])]
-        if bools:
-            raise InputError(f"column(s) {_names(bools)} are booleans, not numbers")
+        for kind, what in NOT_NUMBERS.items():
+            wrong = [c for c in columns if getattr(dtypes[c], "kind", "O") == kind]
+            if wrong:
+                raise InputError(f"column(s) {_names(wrong)} hold {what}, not numbers")
         if all(pd.api.types.is_numeric_dtype(d) for d in dtypes.values()):
             array = frame.to_numpy(dtype=np.float64)  # the usual case: no per-cell conversion
         else:
@@ -138,8 +174,8 @@ def to_array(data, features: Sequence[str], window: int = 1, single: bool = Fals
             data = data.reshape(len(data), -1)
         if data.ndim != 2 or data.shape[1] != n:
             raise InputError(f"a batch must have shape (rows, {n}), got {data.shape}")
-        if data.dtype.kind == "b":
-            raise InputError("the batch holds booleans, not numbers")
+        if data.dtype.kind in NOT_NUMBERS:
+            raise InputError(f"the batch holds {NOT_NUMBERS[data.dtype.kind]}, not numbers")
         array = _numeric(data, columns)
     elif isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
         if len(data) == 0:

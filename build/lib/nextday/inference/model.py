@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -21,14 +22,35 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nextday.export.graphs import OUTPUTS
-from nextday.inference.checks import check_keys, to_array
+from nextday.inference.checks import InputError, check_keys, input_columns, row_count, to_array
+from nextday.inference.outputs import OUT_OF_RANGE, OUTPUTS
+
+log = logging.getLogger(__name__)
 
 METADATA = "metadata.json"
 # on a registered version: the SHA-256 of every file of the export, as JSON (export sets it)
 SHA_TAG = "nextday.sha256"
 CACHE_ENV = "NEXTDAY_MODEL_CACHE"
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+# the export's serving policy (export.serving; metadata.json "serving"); older exports
+# without one get these
+DEFAULT_SERVING = {"max_rows": 100_000, "out_of_range": "flag", "range_multiple": 10.0}
+RANGE_POLICIES = ("flag", "refuse")
+
+
+def _allowed_bounds(serving: dict, features: list[str], window: int):
+    """Per input column: training min - m x range .. max + m x range (None: no ranges)."""
+    ranges = serving.get("ranges")
+    if not ranges:
+        return None
+    multiple = float(serving["range_multiple"])
+    low = np.array([ranges[f][0] for f in features], dtype=np.float64)
+    high = np.array([ranges[f][1] for f in features], dtype=np.float64)
+    width = np.maximum(high - low, 1e-12)
+    low, high = low - multiple * width, high + multiple * width
+    return np.tile(low, window), np.tile(high, window)
 
 
 class ChecksumError(RuntimeError):
@@ -163,6 +185,7 @@ class ModelInference:
         float16: bool | None = None,
         threads: int | None = None,
         logger=None,
+        max_rows: int | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -192,6 +215,12 @@ class ModelInference:
         self.input_name = self.session.get_inputs()[0].name
         self.logger = logger  # a nextday.monitoring.logger.PredictionLogger, or None
         self.output_names = [o.name for o in self.session.get_outputs()]
+        serving = {**DEFAULT_SERVING, **self.metadata.get("serving", {})}
+        self.max_rows = int(max_rows or serving["max_rows"])
+        self.out_of_range = str(serving["out_of_range"])
+        if self.out_of_range not in RANGE_POLICIES:
+            raise ValueError(f"serving.out_of_range={self.out_of_range!r}: one of {RANGE_POLICIES}")
+        self._bounds = _allowed_bounds(serving, self.features, self.window)
 
     @property
     def name(self) -> str:
@@ -211,9 +240,11 @@ class ModelInference:
         logger, `key` = (symbol, date) logs it."""
         x = to_array(features, self.features, self.window, single=True)
         checked = check_keys([key], 1) if key is not None else None
+        outside = self._check_range(x)
         started = time.perf_counter()
         out = self.run(x)
         answer = {name: float(out[name][0]) for name in OUTPUTS}
+        answer[OUT_OF_RANGE] = bool(outside[0])
         if self.logger is not None and checked is not None:
             self._log(pd.DataFrame([answer]), checked, time.perf_counter() - started)
         return answer
@@ -222,15 +253,44 @@ class ModelInference:
         """Many rows (a DataFrame, a 2-D array or a list of mappings); one output row each,
         in the input's order (and with a DataFrame's index). With a logger, `keys` (a
         DataFrame with symbol and date, or (symbol, date) pairs, one per row) logs them."""
+        rows = row_count(features_list)
+        if rows is not None and rows > self.max_rows:  # refused before it is converted
+            raise InputError(
+                f"a batch of {rows:,} rows is over the limit of {self.max_rows:,}: split it, or "
+                "raise export.serving.max_rows (or ModelInference(max_rows=...))"
+            )
         x = to_array(features_list, self.features, self.window)
         checked = check_keys(keys, len(x)) if keys is not None else None  # before answering
+        outside = self._check_range(x)
         started = time.perf_counter()
         out = self.run(x)
         index = features_list.index if isinstance(features_list, pd.DataFrame) else None
         answer = pd.DataFrame({name: out[name].astype(np.float64) for name in OUTPUTS}, index=index)
+        answer[OUT_OF_RANGE] = outside
         if self.logger is not None and checked is not None:
             self._log(answer, checked, time.perf_counter() - started)
         return answer
+
+    def _check_range(self, x: np.ndarray) -> np.ndarray:
+        """Per row: a value far outside what the model saw in training. Flagged (and
+        warned about) or refused, as the export's serving policy says."""
+        if self._bounds is None:
+            return np.zeros(len(x), dtype=bool)
+        low, high = self._bounds
+        flat = x.reshape(len(x), -1)
+        beyond = (flat < low) | (flat > high)
+        outside = beyond.any(axis=1)
+        if outside.any():
+            row, column = (int(v[0]) for v in np.nonzero(beyond))
+            names = input_columns(self.features, self.window)
+            detail = (
+                f"row {row}, column {names[column]!r}: {flat[row, column]:.6g} is far outside "
+                f"the training range ({int(outside.sum())} row(s) of {len(x)})"
+            )
+            if self.out_of_range == "refuse":
+                raise InputError(f"{detail}; export.serving.out_of_range=refuse")
+            log.warning("out of range: %s; answered with out_of_range=true", detail)
+        return outside
 
     def _log(self, answer: pd.DataFrame, keys: pd.DataFrame, seconds: float) -> None:
         """`keys` as `check_keys` returns them: symbol and ts, one per answer row."""

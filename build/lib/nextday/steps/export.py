@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+import nextday
 from nextday.evaluation import claims
 from nextday.evaluation.diebold_mariano import diebold_mariano
 from nextday.evaluation.intervals import interval_metrics
@@ -28,6 +29,7 @@ from nextday.export import card, gate, metadata, parity, registry
 from nextday.export.files import write_onnx
 from nextday.inference.checks import input_columns
 from nextday.inference.model import SHA_TAG
+from nextday.inference.outputs import OUT_OF_RANGE
 from nextday.models.spec import model_spec
 from nextday.reports import markdown
 from nextday.reports.markdown import decimals_to_tell_apart
@@ -209,6 +211,7 @@ def run_export(cfg: DictConfig) -> str:
             seed=seed,
             input_columns=input_columns(spec.features, spec.window if spec.arch == "lstm" else 1),
             float16_on_gpu=bool(settings.float16),
+            serving=_serving(settings.serving, spec, data.train_flat),
         )
         (folder / metadata.CARD).write_text(
             card.render(
@@ -284,6 +287,23 @@ def run_export(cfg: DictConfig) -> str:
 REFERENCE = "reference.json"
 
 
+def _serving(settings, spec, train_x: np.ndarray) -> dict:
+    """The serving policy (export.serving) and each feature's training range, for the
+    out-of-range check of ModelInference."""
+    from nextday.inference.model import RANGE_POLICIES
+
+    policy = str(settings.out_of_range)
+    if policy not in RANGE_POLICIES:
+        raise ValueError(f"export.serving.out_of_range={policy!r}: one of {RANGE_POLICIES}")
+    low, high = np.min(train_x, axis=0), np.max(train_x, axis=0)
+    return {
+        "max_rows": int(settings.max_rows),
+        "out_of_range": policy,
+        "range_multiple": float(settings.range_multiple),
+        "ranges": {name: [float(low[i]), float(high[i])] for i, name in enumerate(spec.features)},
+    }
+
+
 def _write_reference(folder: Path, spec, data, outputs, metrics, drift_days: int) -> str:
     """What the monitor compares live traffic with: each feature's distribution on the
     training rows the model serves and the served prediction's on the training and
@@ -340,7 +360,9 @@ def _log_pyfunc(folder: Path, spec, example_x: np.ndarray, meta: dict):
     keys = [ColSpec("string", name, required=False) for name in KEY_COLUMNS]
     signature = ModelSignature(
         inputs=Schema([ColSpec("double", c) for c in columns] + keys),
-        outputs=Schema([ColSpec("double", c) for c in meta["outputs"]]),
+        outputs=Schema(
+            [ColSpec("double", c) for c in meta["outputs"]] + [ColSpec("boolean", OUT_OF_RANGE)]
+        ),
     )
     example = pd.DataFrame(
         np.asarray(example_x, dtype=np.float64).reshape(len(example_x), -1), columns=columns
@@ -349,17 +371,25 @@ def _log_pyfunc(folder: Path, spec, example_x: np.ndarray, meta: dict):
         name=MODEL_ARTIFACT,
         python_model=served_model.__file__,
         artifacts={EXPORT_ARTIFACT: str(folder)},
+        # the serving code travels with the model (MLflow puts it on sys.path at load), so
+        # a machine that has never seen this repository can serve the version
+        code_paths=[str(Path(nextday.__file__).parent)],
         signature=signature,
         input_example=example,
-        pip_requirements=_requirements(),
+        pip_requirements=served_requirements(),
     )
 
 
-def _requirements() -> list[str]:
-    """What the served model imports, pinned to this environment's versions."""
+# what the serving path imports: nothing of the training stack (no TensorFlow, scikit-learn,
+# Hydra); SQLAlchemy and the PostgreSQL driver for prediction logging
+SERVED_PACKAGES = ("mlflow", "onnxruntime", "numpy", "pandas", "sqlalchemy", "psycopg2-binary")
+
+
+def served_requirements() -> list[str]:
+    """The served model's requirements, pinned to this environment's versions."""
     from importlib.metadata import version
 
-    return [f"{p}=={version(p)}" for p in ("mlflow", "onnxruntime", "numpy", "pandas")]
+    return [f"{p}=={version(p)}" for p in SERVED_PACKAGES]
 
 
 def _version_tags(meta: dict, checks) -> dict[str, str]:
