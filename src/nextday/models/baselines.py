@@ -20,10 +20,11 @@ class Baselines:
     """Fit all baselines on the same training rows (and weights) as the model.
 
     The ridge's penalty is chosen among `ridge_alphas` by date-blocked cross-validation on
-    the training rows (contiguous blocks of dates, absolute error): on daily returns, which
-    are mostly noise, a weak penalty fits the noise and loses to the zero predictor out of
-    sample; the blocked folds see that and pick a strong one, while a market with a real
-    linear signal keeps a weak one. One alpha is used as it is.
+    the training rows (contiguous blocks of dates, absolute error on the held-out rows of the
+    kind the model is judged on, `judged`): on daily returns, which are mostly noise, a weak
+    penalty fits the noise and loses to the zero predictor out of sample; the blocked folds
+    see that and pick a strong one, while a real linear signal (earnings surprises on
+    earnings days) keeps a weak one. One alpha is used as it is.
     """
 
     def __init__(
@@ -57,17 +58,18 @@ class Baselines:
         y: np.ndarray,
         weight: np.ndarray | None = None,
         dates: np.ndarray | None = None,
+        judged: np.ndarray | None = None,
     ) -> Baselines:
         processed = self.processor.transform(x).astype(np.float64)
         self.mean_ = float(np.average(y, weights=weight))
-        self.ridge_alpha_ = self._choose_alpha(processed, y, weight, dates)
+        self.ridge_alpha_ = self._choose_alpha(processed, y, weight, dates, judged)
         self.linear_ = Ridge(alpha=self.ridge_alpha_).fit(processed, y, sample_weight=weight)
         self.tree_ = HistGradientBoostingRegressor(
             random_state=self.seed, early_stopping=False, **self.tree_params
         ).fit(processed, y, sample_weight=weight)
         return self
 
-    def _choose_alpha(self, x, y, weight, dates) -> float:
+    def _choose_alpha(self, x, y, weight, dates, judged) -> float:
         if len(self.ridge_alphas) == 1:
             return self.ridge_alphas[0]
         if dates is None:
@@ -77,11 +79,14 @@ class Baselines:
             return max(self.ridge_alphas)  # too few dates to judge: the safe, strong penalty
         block = np.searchsorted(unique, dates) * self.ridge_folds // len(unique)
         weight = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
+        scored = np.ones(len(y), dtype=bool) if judged is None else np.asarray(judged, bool)
         errors = []
         for alpha in self.ridge_alphas:
             total = 0.0
             for fold in range(self.ridge_folds):
-                fit, held = block != fold, block == fold
+                fit, held = block != fold, (block == fold) & scored
+                if not held.any():
+                    continue
                 model = Ridge(alpha=alpha).fit(x[fit], y[fit], sample_weight=weight[fit])
                 residual = np.abs(model.predict(x[held]) - y[held])
                 total += float(np.average(residual, weights=weight[held]))

@@ -42,6 +42,7 @@ class ModelData:
     val: Inputs  # what early stopping watches (same rows and weights rule as train)
     train_flat: np.ndarray
     train_dates: np.ndarray  # the dates of the training rows (the baselines' CV folds)
+    train_judged: np.ndarray  # which training rows are of the kind the model is judged on
     judged: dict[str, Segment]  # per segment: the rows the model is judged on
     dropped_without_window: int
 
@@ -153,6 +154,7 @@ def arrange(spec: ModelSpec, dataset: pd.DataFrame, truth: pd.DataFrame | None =
         val=Inputs(inputs(val_rows), label[val_rows], weight[val_rows]),
         train_flat=features[train_rows],
         train_dates=frame["date"].to_numpy()[train_rows],
+        train_judged=row_filter(frame, spec.evaluate_rows)[train_rows],
         judged=judged,
         dropped_without_window=int((~has_window).sum()),
     )

@@ -162,12 +162,14 @@ def _baselines(cfg, spec, data, processor):
     from nextday.models.baselines import Baselines
 
     x, y, weight = data.train_flat, data.train.y.astype(np.float64), data.train.weight
-    dates = data.train_dates
+    dates, judged = data.train_dates, data.train_judged
     limit = int(cfg.backtest.max_baseline_rows)
     if len(x) > limit:
         take = np.sort(np.random.default_rng(spec.seed).choice(len(x), limit, replace=False))
-        x, y, weight, dates = x[take], y[take], weight[take], dates[take]
-    return Baselines.from_config(processor, cfg.train.baselines, spec.seed).fit(x, y, weight, dates)
+        x, y, weight, dates, judged = x[take], y[take], weight[take], dates[take], judged[take]
+    return Baselines.from_config(processor, cfg.train.baselines, spec.seed).fit(
+        x, y, weight, dates, judged
+    )
 
 
 def _point_in_time(cfg, spec, rows: pd.DataFrame, dataset: pd.DataFrame) -> pd.DataFrame:

@@ -90,7 +90,11 @@ def fit_model(
     fitted = None
     if baselines:
         fitted = Baselines.from_config(processor, cfg.train.baselines, spec.seed).fit(
-            data.train_flat, data.train.y.astype(np.float64), data.train.weight, data.train_dates
+            data.train_flat,
+            data.train.y.astype(np.float64),
+            data.train.weight,
+            data.train_dates,
+            data.train_judged,
         )
     return Trained(spec, model, processor, data, result, fitted)
 
