@@ -210,23 +210,6 @@ BAD_PRICES = [
         id="infinite-price",
     ),
     pytest.param(
-        HEADER + "AAA,2024-01-03,1,2,0.5,1.5,10\nAAA,2024-01-04,1,2,-0.5,1.5,10\n",
-        ["line 3", "'low'", "-0.5", "negative"],
-        id="negative-price",
-    ),
-    pytest.param(
-        HEADER + "AAA,2024-01-03,1,2,0.5,1.5,-10\n",
-        ["line 2", "'volume'", "-10", "negative"],
-        id="negative-volume",
-    ),
-    pytest.param(
-        HEADER
-        + "AAA,2024-01-03,1,2,0.5,1.5,10\nBBB,2024-01-03,1,2,0.5,1.5,10\n"
-        + "AAA,2024-01-03,1,2,0.5,1.6,10\n",
-        ["line 4", "line 2", "duplicate", "'AAA'", "2024-01-03"],
-        id="duplicate-rows",
-    ),
-    pytest.param(
         HEADER + "AAA,2024-01-03,1,2,0.5,1.5,10\n,2024-01-04,1,2,0.5,1.5,10\n",
         ["line 3", "'symbol'", "empty"],
         id="empty-symbol",
@@ -252,13 +235,28 @@ def test_bad_price_file_names_file_place_and_problem(tmp_path, text, expected):
         assert part in message, (part, message)
 
 
-def test_duplicate_across_files_names_both_files(tmp_path):
-    write(tmp_path, "a.csv", HEADER + "AAA,2024-01-03,1,2,0.5,1.5,10\n")
-    write(tmp_path, "b.csv", HEADER + "BBB,2024-01-03,1,2,0.5,1.5,10\nAAA,2024-01-03,1,2,1,2,3\n")
-    with pytest.raises(DataSourceError) as caught:
-        load_csv(str(tmp_path / "*.csv"))
-    message = str(caught.value)
-    assert "b.csv line 3" in message and "a.csv line 2" in message
+def test_a_feeds_defects_are_read_for_validation_to_judge(tmp_path):
+    """Negative values and a repeated (symbol, date) are the feed's defects, not the file's:
+    they load, and validation reports and handles them by policy."""
+    from nextday.config import compose
+    from nextday.data.quality import validate
+
+    write(
+        tmp_path,
+        "a.csv",
+        HEADER + "AAA,2024-01-03,1,2,0.5,1.5,10\nAAA,2024-01-04,1,2,-0.5,1.5,10\n",
+    )
+    write(tmp_path, "b.csv", HEADER + "BBB,2024-01-03,1,2,0.5,1.5,-10\nAAA,2024-01-03,1,2,1,2,3\n")
+    market = load_csv(str(tmp_path / "*.csv"))
+    assert len(market.ohlcv) == 4
+    (note,) = [n for n in market.notes if "repeat" in n]
+    assert "b.csv line 3" in note and "a.csv line 2" in note and "'AAA'" in note
+    cfg = compose([]).quality
+    cfg.min_rows_per_symbol = 1
+    _, report = validate(market, cfg)
+    counts = report.counts()
+    assert counts["duplicate"] == 1 and counts["non_positive_price"] == 1
+    assert counts["ohlc_violation"] == 1  # the negative volume
 
 
 BAD_EARNINGS = [

@@ -134,8 +134,9 @@ def _corrupt(kind, rows):
         ("open and high without low", r"bad\.csv line 1: has 'open', 'high' but not 'low'"),
         ("unparsable date", r"bad\.csv line 9.*date.*2023-13-45"),
         ("non-numeric price", r"bad\.csv line 9.*'close'.*abc"),
-        ("negative price", r"bad\.csv line 9.*'low'.*negative"),
-        ("duplicate rows", r"bad\.csv line 10.*duplicate.*line 9"),
+        # a feed's defects: refused by the quality policy `fail`, naming the rows
+        ("negative price", r"non_positive_price problem.*low=-5"),
+        ("duplicate rows", r"duplicate problem.*same symbol and date again"),
         ("empty file", r"bad\.csv.*empty"),
     ],
 )
@@ -151,8 +152,9 @@ def test_bad_csv_fails_with_a_named_problem_and_writes_nothing(root, kind, messa
         _write_csv(bad, rows)
     else:
         bad.write_text("")
+    strict = ["quality.policy.non_positive_price=fail", "quality.policy.duplicate=fail"]
     with pytest.raises(ValueError, match=message):
-        run_prepare(compose(["data=csv", f"data.path={bad}", f"paths.root={root}"]))
+        run_prepare(compose(["data=csv", f"data.path={bad}", f"paths.root={root}", *strict]))
     assert _counts(cfg) == before
     configure(cfg)
     failed = mlflow.search_runs(

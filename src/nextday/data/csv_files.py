@@ -2,8 +2,10 @@
 
 Reading is strict: any cell that cannot be what its column says stops the load with a
 `DataSourceError` naming the file, the line (the header is line 1) and the column, because a
-silently dropped or guessed value would bias everything downstream. Empty price cells are the
-one exception: they become NaN and the quality step decides what to do with them.
+silently dropped or guessed value would bias everything downstream. What a real feed gets
+wrong while the file itself is well-formed (empty price cells, negative prices or volumes, a
+symbol and date given twice) is read as it is: the quality step reports it and its policy in
+`conf/quality/` decides.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def load_csv(path: str, earnings_path: str | None = None, default_timing: str = 
         raise DataSourceError(f"default_timing {default_timing!r} is not one of {TIMINGS}")
     files = _expand(path)
     notes: list[str] = []
-    ohlcv = _check_duplicates([_read_prices(file, notes) for file in files])
+    ohlcv = _combine([_read_prices(file, notes) for file in files], notes)
     if earnings_path is None:
         earnings = empty_earnings()
         notes.append(NO_EARNINGS_NOTE)
@@ -254,10 +256,11 @@ def _read_prices(file: str, notes: list[str]) -> pd.DataFrame:
             f"{', '.join(map(repr, absent))}: give all of open, high and low, or none "
             "(close-only bars)"
         )
-    frame["close"] = _parse_numbers(table, file, "close", non_negative=True)
+    # negative values are a feed's defect, not a file's: validation reports them by policy
+    frame["close"] = _parse_numbers(table, file, "close", non_negative=False)
     for column in RANGE_COLUMNS:
         frame[column] = (
-            _parse_numbers(table, file, column, non_negative=True) if ranges else frame["close"]
+            _parse_numbers(table, file, column, non_negative=False) if ranges else frame["close"]
         )
     if not ranges:
         notes.append(
@@ -265,7 +268,7 @@ def _read_prices(file: str, notes: list[str]) -> pd.DataFrame:
             "(open = high = low = close)"
         )
     if "volume" in table.columns:
-        frame["volume"] = _parse_numbers(table, file, "volume", non_negative=True)
+        frame["volume"] = _parse_numbers(table, file, "volume", non_negative=False)
     else:
         frame["volume"] = 0.0
         notes.append(f"csv: {file} has no volume column: volume is 0 on every bar")
@@ -274,8 +277,10 @@ def _read_prices(file: str, notes: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _check_duplicates(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate, refuse repeated (symbol, date) pairs, sort, and drop the bookkeeping."""
+def _combine(frames: list[pd.DataFrame], notes: list[str]) -> pd.DataFrame:
+    """Concatenate and sort the files' rows. A (symbol, date) given twice is a feed defect
+    that validation reports and handles by its `duplicate` policy (default: the first row is
+    kept); the note says where the first repeat is."""
     frame = pd.concat(frames, ignore_index=True)
     repeated = frame.duplicated(["symbol", "ts"], keep="first").to_numpy()
     if repeated.any():
@@ -284,9 +289,10 @@ def _check_duplicates(frames: list[pd.DataFrame]) -> pd.DataFrame:
         first = frame[same].iloc[0]
         where_first = f"{first['_file']} line {_line_of(first['_file'], first['_row'])}"
         where_second = f"{second['_file']} line {_line_of(second['_file'], second['_row'])}"
-        raise DataSourceError(
-            f"{where_second}: duplicate row for symbol {second['symbol']!r} on "
-            f"{second['ts']:%Y-%m-%d}, already given at {where_first}"
+        notes.append(
+            f"csv: {int(repeated.sum())} row(s) repeat a symbol and date, e.g. {where_second} "
+            f"repeats {second['symbol']!r} on {second['ts']:%Y-%m-%d} from {where_first}: "
+            "quality.policy.duplicate decides"
         )
     frame = frame.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
     return frame[OHLCV_COLUMNS]
