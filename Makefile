@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/python scripts/bench_train.py
 	$(BIN)/python scripts/bench_tune.py
 	$(BIN)/python scripts/bench_backtest.py
+	$(BIN)/python scripts/bench_load.py
 
 clean:
 	rm -rf data mlruns mlartifacts mlflow.db outputs models optuna.db
