@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -106,9 +107,16 @@ def test_the_wheel_carries_its_configs_and_runs_from_an_empty_folder(tmp_path):
     """`pip install .` gives a package that finds its configs without the source tree."""
     wheels, site, empty = tmp_path / "wheels", tmp_path / "site", tmp_path / "empty"
     empty.mkdir()
+    # a copy of what the build reads: setuptools writes build/ beside the sources
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "src", source / "src", symlinks=True, ignore=shutil.ignore_patterns(
+        "*.egg-info", "__pycache__"))  # fmt: skip
+    shutil.copytree(ROOT / "conf", source / "conf")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     pip = [sys.executable, "-m", "pip", "-q"]
     subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (wheel,) = wheels.glob("nextday-*.whl")

@@ -1,5 +1,0 @@
-import sys
-
-from nextday.cli import main
-
-sys.exit(main())

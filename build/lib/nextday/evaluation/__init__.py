@@ -1,1 +1,0 @@
-"""One evaluation for every step: the same metrics, names and baselines everywhere."""

@@ -1,1 +1,0 @@
-"""Live monitoring: prediction logging, actuals, rolling accuracy, drift and alerts."""

@@ -1,1 +1,0 @@
-"""Uncertainty: MC dropout, a model of the return's own scale, and conformal calibration."""
