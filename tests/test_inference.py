@@ -259,6 +259,7 @@ def test_keys_are_checked_before_anything_is_answered():
         20210104: "is a number",
         "04/01/2021": "day/month order",
         "2021-02-30": "not a valid calendar date",
+        "9999-12-31": "not a valid calendar date",  # beyond what a timestamp holds
         "2021-01-04 15:30": "not a calendar date",
     }
     for date, said in refused.items():

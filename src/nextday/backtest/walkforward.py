@@ -2,8 +2,8 @@
 
 - fixed: one exported model (ONNX, as served) answers each day's cross-section;
 - refit: every `refit_every` trading days a new model is fitted on an expanding window that
-  ends an embargo before the fold, with its own scaler (inside the network) and its own
-  calibration (validation = the window's last part), then predicts the fold's days.
+  ends an embargo before the fold, with its own feature processor (inside the network) and
+  its own calibration (validation = the window's last part), then predicts the fold's days.
 """
 
 from __future__ import annotations

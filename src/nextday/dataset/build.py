@@ -10,7 +10,7 @@ import pandas as pd
 from nextday.data.schema import RawMarket
 from nextday.dataset.split import split_dates
 from nextday.features import ALL_FEATURES, TECHNICAL_FEATURES
-from nextday.features.earnings import earnings_features
+from nextday.features.earnings import PLACEHOLDER_FEATURES, earnings_features
 from nextday.features.panel import Panel
 from nextday.features.technical import LONGEST_WINDOW, technical_features
 
@@ -156,5 +156,9 @@ def build_dataset(
         nan_share=nan_share,
         counts=counts,
         label_outliers=outliers.reset_index(drop=True),
-        degenerate=degenerate_features(dataset[dataset["split"] == "train"], ALL_FEATURES),
+        # placeholders are constant by design (the serving contract keeps their column)
+        degenerate=degenerate_features(
+            dataset[dataset["split"] == "train"],
+            [f for f in ALL_FEATURES if f not in PLACEHOLDER_FEATURES],
+        ),
     )

@@ -32,4 +32,7 @@ def versus(other: str, p_better: float | None, level: float, subject: str = "the
             f"{subject} does not beat {other}: the difference is not significant "
             f"(one-sided Diebold-Mariano p = {p_better:.3g}, level {level:g})"
         )
-    return f"{subject} cannot be compared with {other}: too few dates for a Diebold-Mariano test"
+    return (
+        f"{subject} cannot be compared with {other}: no Diebold-Mariano p-value (too few "
+        "dates, or no difference in the losses to test)"
+    )

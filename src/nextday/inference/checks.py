@@ -241,11 +241,14 @@ def _date(row: int, value) -> pd.Timestamp:
                 "a time of day or a day/month order that cannot be told is refused)"
             )
         try:
-            return pd.Timestamp(dt.date.fromisoformat(found.group(1)))
-        except ValueError:
+            return pd.Timestamp(dt.date.fromisoformat(found.group(1))).as_unit("ns")
+        except ValueError:  # no such day, or beyond what a timestamp holds (year 2262)
             raise InputError(f"row {row}: date {value!r} is not a valid calendar date") from None
     if isinstance(value, (pd.Timestamp, dt.datetime, np.datetime64, dt.date)):
-        stamp = pd.Timestamp(value)
+        try:
+            stamp = pd.Timestamp(value).as_unit("ns")
+        except (ValueError, OverflowError):
+            raise InputError(f"row {row}: date {value!r} is out of range") from None
         if stamp.tzinfo is not None:
             raise InputError(
                 f"row {row}: date {value!r} carries a time zone: send the exchange date as "

@@ -131,7 +131,11 @@ def local_folder(source: str | Path) -> Path:
     for attempt in range(2):
         if not target.exists():
             staging = Path(tempfile.mkdtemp(prefix="download-", dir=root))
-            mlflow.artifacts.download_artifacts(artifact_uri=resolved, dst_path=str(staging))
+            try:
+                mlflow.artifacts.download_artifacts(artifact_uri=resolved, dst_path=str(staging))
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             try:
                 staging.rename(target)
             except OSError:  # another process got there first
@@ -160,7 +164,21 @@ def _name_and_version(uri: str) -> tuple[str, str]:
     name, _, number = rest.rpartition("/")
     if not name or not number:
         raise ValueError(f"{uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>")
-    return name, number
+    if number.isdigit():
+        return name, number
+    client = mlflow.MlflowClient()
+    if number.lower() == "latest":
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise ValueError(f"{uri!r}: {name} has no versions")
+        return name, str(max(int(v.version) for v in versions))
+    staged = [  # a legacy stage such as Production
+        v for v in client.search_model_versions(f"name = '{name}'")
+        if str(v.current_stage).lower() == number.lower()
+    ]  # fmt: skip
+    if not staged:
+        raise ValueError(f"{uri!r}: no version of {name} is in stage {number!r}")
+    return name, str(max(int(v.version) for v in staged))
 
 
 @functools.lru_cache(maxsize=32)

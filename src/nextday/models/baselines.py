@@ -80,6 +80,8 @@ class Baselines:
         block = np.searchsorted(unique, dates) * self.ridge_folds // len(unique)
         weight = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
         scored = np.ones(len(y), dtype=bool) if judged is None else np.asarray(judged, bool)
+        if not scored.any():
+            return max(self.ridge_alphas)  # nothing to judge by: the safe, strong penalty
         errors = []
         for alpha in self.ridge_alphas:
             total = 0.0

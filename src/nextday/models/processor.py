@@ -98,12 +98,6 @@ class FeatureProcessor:
         """What the network's layers after the processor see (float32)."""
         return ((self.clip(x) - np.array(self.center)) / np.array(self.scale)).astype(np.float32)
 
-    def clipped_share(self, x: np.ndarray) -> dict[str, float]:
-        """Per feature: the share of rows of `x` the clip changes."""
-        x = np.asarray(x, dtype=np.float64)
-        changed = (x < np.array(self.lower)) | (x > np.array(self.upper))
-        return dict(zip(self.features, changed.mean(axis=0).tolist(), strict=True))
-
     def to_json(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
 

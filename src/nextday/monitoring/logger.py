@@ -39,25 +39,31 @@ def default_dead_letter() -> Path:
     return Path(os.environ.get("NEXTDAY_ROOT") or ".") / DEAD_LETTER_NAME
 
 
-def database_unreachable(error: BaseException) -> bool:
-    """True when `error` says the database is away (retry later), False when it refused
-    the rows themselves."""
-    unreachable: tuple[type[BaseException], ...] = (
-        sa.exc.OperationalError,
-        sa.exc.InterfaceError,
-        sa.exc.DisconnectionError,
-        sa.exc.TimeoutError,
-        sqlite3.OperationalError,
-        ConnectionError,
-        TimeoutError,
+def refused_for_content(error: BaseException) -> bool:
+    """True when the database refused the rows themselves (a value too long, an empty key):
+    splitting the batch finds them. Anything else (the database away, a missing privilege)
+    is retried later with every row kept."""
+    content: tuple[type[BaseException], ...] = (
+        sa.exc.DataError,
+        sa.exc.IntegrityError,
+        sqlite3.DataError,
+        sqlite3.IntegrityError,
     )
     try:
         import psycopg2
 
-        unreachable += (psycopg2.OperationalError, psycopg2.InterfaceError)
+        content += (psycopg2.DataError, psycopg2.IntegrityError)
     except ImportError:  # the SQLite-only serving image
         pass
-    return isinstance(error, unreachable)
+    return isinstance(error, content)
+
+
+class _NotWritten(Exception):
+    """The database failed for another reason than the rows: `rest` still waits."""
+
+    def __init__(self, rest: pd.DataFrame, cause: BaseException):
+        super().__init__(str(cause))
+        self.rest, self.cause = rest, cause
 
 
 COLUMNS = (
@@ -122,13 +128,14 @@ class PredictionLogger:
                 self.dropped += excess
 
     def flush(self) -> int:
-        """Write what is buffered, batch by batch; on a database error keep the rest for the
-        next try. Returns the rows written."""
-        written = 0
+        """Write what is buffered, batch by batch; when the database fails for another reason
+        than the rows, keep what is not written yet for the next try. Returns the rows
+        written."""
+        before = self.written
         while True:
             with self._lock:
                 if not self._buffer:
-                    return written
+                    return self.written - before
                 batch, rows = [], 0
                 while self._buffer and rows < self.batch_rows:
                     part = self._buffer.popleft()
@@ -140,36 +147,44 @@ class PredictionLogger:
                 ["symbol", "ts", "model_name", "model_version"], keep="last"
             )
             try:
-                done = self._write(frame)
-            except Exception as error:  # the database is away: keep the rows, try later
+                if not self._tables_ready:
+                    self.store.create()
+                    self._tables_ready = True
+                self._write(frame)
+            except Exception as error:  # the database is away: keep what is left, try later
+                rest, cause = (
+                    (error.rest, error.cause) if isinstance(error, _NotWritten) else (frame, error)
+                )
                 with self._lock:
-                    self._buffer.extendleft(reversed(batch))
-                    self._pending += rows
+                    self._buffer.appendleft(rest)
+                    self._pending += len(rest)
                     self._trim()
                 self.failures += 1
                 self.store.engine.dispose()  # no stale pooled connection after a restart
-                log.warning("prediction log: %d rows kept for a retry (%s)", self._pending, error)
-                return written
-            written += done
-            self.written += done
+                log.warning("prediction log: %d rows kept for a retry (%s)", self._pending, cause)
+                return self.written - before
 
-    def _write(self, frame: pd.DataFrame) -> int:
-        """Upsert `frame`; rows the database refuses for their content are found by halving
-        and dead-lettered. Raises only when the database is unreachable."""
+    def _write(self, frame: pd.DataFrame) -> None:
+        """Upsert `frame` (counted in `written`); rows the database refuses for their content
+        are found by halving and dead-lettered. Any other failure raises _NotWritten with the
+        rows neither written nor dead-lettered yet."""
         try:
-            if not self._tables_ready:
-                self.store.create()
-                self._tables_ready = True
             self.store.upsert("model_predictions", frame)
-            return len(frame)
+            self.written += len(frame)
+            return
         except Exception as error:
-            if database_unreachable(error):
-                raise
+            if not refused_for_content(error):
+                raise _NotWritten(frame, error) from error
             if len(frame) == 1:
                 self._reject(frame, error)
-                return 0
-            half = len(frame) // 2
-            return self._write(frame.iloc[:half]) + self._write(frame.iloc[half:])
+                return
+        half = len(frame) // 2
+        first, second = frame.iloc[:half], frame.iloc[half:]
+        try:
+            self._write(first)
+        except _NotWritten as away:  # the second half was not tried: it waits too
+            raise _NotWritten(pd.concat([away.rest, second]), away.cause) from away.cause
+        self._write(second)
 
     def _reject(self, frame: pd.DataFrame, error: BaseException, counter: str = "rejected") -> None:
         """Append rows to the dead-letter file with the reason, and count them."""

@@ -24,7 +24,7 @@ import nextday
 from nextday.evaluation import claims
 from nextday.evaluation.diebold_mariano import diebold_mariano
 from nextday.evaluation.intervals import interval_metrics
-from nextday.evaluation.metrics import point_metrics, prefixed
+from nextday.evaluation.metrics import min_symbols, point_metrics, prefixed
 from nextday.export import card, gate, metadata, parity, registry
 from nextday.export.files import write_onnx
 from nextday.inference.checks import input_columns
@@ -483,7 +483,12 @@ def _report(
         "## The served output (ONNX MC mean and calibrated interval) beside the zero predictor",
         "",
         f"- Test MAE {pct('test_mae')} vs zero {pct('baseline_zero_test_mae')}; IC "
-        f"{metrics.get('test_ic', float('nan')):.4f}; direction accuracy "
+        + (
+            f"{metrics['test_ic']:.4f}"
+            if "test_ic" in metrics
+            else f"undefined (fewer than evaluation.min_symbols={min_symbols()} symbols a date)"
+        )
+        + "; direction accuracy "
         f"{metrics.get('test_dir_acc', float('nan')):.3f}.",
         "- "
         + claims.versus("the zero predictor", metrics.get("dm_zero_mae_p"), significance)

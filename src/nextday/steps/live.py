@@ -13,6 +13,7 @@ The period is a function of the config: running it again rewrites the same rows.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -37,7 +38,7 @@ LIVE_SOURCE = "synthetic-live"
 
 def run_live(cfg: DictConfig) -> str:
     from nextday.inference.model import ModelInference
-    from nextday.monitoring.logger import PredictionLogger
+    from nextday.monitoring.logger import DEAD_LETTER_NAME, PredictionLogger
 
     settings = cfg.live
     spec = model_spec(cfg)
@@ -72,7 +73,10 @@ def run_live(cfg: DictConfig) -> str:
         )
 
         logger = PredictionLogger(
-            str(cfg.store.url), background=False, password_env=cfg.store.get("password_env")
+            str(cfg.store.url),
+            background=False,
+            password_env=cfg.store.get("password_env"),
+            dead_letter=Path(str(cfg.paths.root)) / DEAD_LETTER_NAME,
         )
         model.logger = logger  # from now on every answer is logged, as a service's would be
         served = features[row_filter(features, spec.evaluate_rows)]
@@ -82,10 +86,11 @@ def run_live(cfg: DictConfig) -> str:
             )
             logger.flush()
         logger.close()
-        if logger.dropped or logger.pending:
+        if logger.dropped or logger.rejected or logger.unwritten:
             raise RuntimeError(
-                f"{logger.dropped} predictions dropped and {logger.pending} not written: "
-                "the store did not take the prediction log"
+                f"{logger.dropped} predictions dropped, {logger.rejected} refused and "
+                f"{logger.unwritten} not written (see {logger.dead_letter}): the store did not "
+                "take the prediction log"
             )
 
         dates = pd.to_datetime(live.ohlcv["ts"]).sort_values().unique()

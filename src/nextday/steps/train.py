@@ -3,8 +3,8 @@
 The run (tags nextday.step=train, nextday.model) logs per-epoch loss and val_loss, the model's
 metrics per segment beside the baselines and the oracle, Diebold-Mariano tests against the
 zero predictor and the best baseline, the seed's MAE targets beside the zero predictor's MAE,
-permutation importance, plots, a validation report, the scaler (JSON), the best checkpoint,
-and the model as an MLflow model with a signature and an input example.
+permutation importance, plots, a validation report, the feature processor (JSON), the best
+checkpoint, and the model as an MLflow model with a signature and an input example.
 """
 
 from __future__ import annotations
@@ -346,7 +346,8 @@ def _report(
     ]
     test_mae = metrics["test_mae"]
     level = float(cfg.evaluation.significance)
-    decimals = decimals_to_tell_apart([100 * test_mae, 100 * zero_mae])
+    compared = [test_mae, zero_mae, *([target] if np.isfinite(target) else [])]
+    decimals = decimals_to_tell_apart([100 * v for v in compared])
     p_zero = dm.get("dm_zero_mse_p", float("nan"))
     lines = [
         f"# Validation report: {spec.name} model ({spec.arch})",
@@ -370,17 +371,17 @@ def _report(
         f"- Test IC {ic_text}"
         + (
             f"; the oracle's {metrics['oracle_test_ic']:.4f} (ratio "
-            f"{metrics.get('test_ic', 0) / metrics['oracle_test_ic']:.2f}); oracle MAE "
-            f"{_pct(metrics['oracle_test_mae'])}, the floor on this data."
-            if "oracle_test_ic" in metrics
+            f"{metrics['test_ic'] / metrics['oracle_test_ic']:.2f}); oracle MAE "
+            f"{_pct(metrics['oracle_test_mae'], decimals)}, the floor on this data."
+            if "oracle_test_ic" in metrics and "test_ic" in metrics
             else "."
         ),
     ]
     if np.isfinite(target):
         lines.append(
-            f"- The seed's target, test MAE < {_pct(target)}: "
-            f"{'met' if test_mae < target else 'missed'} ({_pct(test_mae)}). The zero predictor "
-            f"scores {_pct(zero_mae)} on the same rows, so "
+            f"- The seed's target, test MAE < {_pct(target, decimals)}: "
+            f"{'met' if test_mae < target else 'missed'} ({_pct(test_mae, decimals)}). The zero "
+            f"predictor scores {_pct(zero_mae, decimals)} on the same rows, so "
             + (
                 "the target is met without any skill: it says nothing about the model."
                 if zero_mae < target
