@@ -138,7 +138,8 @@ def test_the_readme_walkthrough_runs_as_written(clone):
         if command.startswith("curl"):
             answer = json.loads(out)["predictions"]
             assert len(answer) == 2
-            assert set(answer[0]) == {"prediction", "sigma", "p10", "p50", "p90"}
+            assert set(answer[0]) == {"prediction", "sigma", "p10", "p50", "p90", "out_of_range"}
+            assert answer[0]["out_of_range"] is False
             assert answer[0]["p10"] <= answer[0]["p50"] <= answer[0]["p90"]
 
     versions = [out for command, out in clone.outputs if command.endswith("nextday versions")]
