@@ -10,6 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 from nextday.evaluation import claims
+from nextday.models.architectures import architecture
+from nextday.models.spec import ModelSpec
 from nextday.reports import markdown
 
 TEMPLATE = """# Model card: {registered_model} version {version}
@@ -100,11 +102,7 @@ def render(
     return TEMPLATE.format(
         registered_model=metadata["registered_model"],
         version=metadata["version"],
-        arch_name=(
-            f"An MLP ({'-'.join(str(n) for n in spec['layers'])})"
-            if spec["arch"] == "mlp"
-            else f"An LSTM ({spec['layers'][0]} units over {spec['window']} days)"
-        ),
+        arch_name=architecture(spec["arch"]).describe(ModelSpec.from_dict(spec)),
         n_features=len(metadata["features"]),
         export_run=export_run,
         git_commit=metadata["git_commit"],

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nextday.inference.outputs import OUTPUTS
+from nextday.inference.outputs import OUTPUTS, QUANTILE_LEVELS
+from nextday.models.architectures import architecture
 from nextday.models.spec import ModelSpec
 from nextday.uncertainty.calibration import EPS, Calibration
 
 MC_OUTPUTS = (*OUTPUTS, "mc_sd")
 INPUT_NAME = "features"
-QUANTILE_LEVELS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
 # name scope of the random draws, which stay float32 in the float16 variant
 MASK_SCOPE = "masks"
 SAMPLES = "samples"
@@ -75,24 +75,12 @@ def network_of(model, spec: ModelSpec) -> Network:
     variance = np.asarray(normalise.variance, dtype=np.float32).reshape(-1)
     # what keras.layers.Normalization divides by
     divisor = np.maximum(np.sqrt(variance), np.float32(keras.backend.epsilon()))
-    layers = []
-    for i in range(len(spec.layers)):
-        dropout = spec.dropout[i]
-        if spec.arch == "lstm" and i == 0:
-            lstm = model.get_layer("lstm")
-            if (
-                lstm.activation.__name__ != "tanh"
-                or lstm.recurrent_activation.__name__ != "sigmoid"
-            ):
-                raise ValueError("only the default LSTM activations (tanh, sigmoid) are exported")
-            layers.append(Layer("lstm", tuple(lstm.get_weights()), "tanh", dropout))
-        else:
-            dense = model.get_layer(f"dense_{i}")
-            layers.append(Layer("dense", tuple(dense.get_weights()), spec.activation, dropout))
+    layers = architecture(spec.arch).export_layers(model, spec)
     output = tuple(model.get_layer("output").get_weights())
     label_scale = float(model.get_layer("to_returns").scale)
-    window = spec.window if spec.arch == "lstm" else 1
-    return Network(lower, upper, mean, divisor, tuple(layers), output, label_scale, window)
+    return Network(
+        lower, upper, mean, divisor, tuple(layers), output, label_scale, spec.input_window
+    )
 
 
 def input_shape(network: Network) -> list[int | None]:

@@ -79,7 +79,7 @@ def build(
         "model": spec.name,
         "arch": spec.arch,
         "features": list(spec.features),
-        "window": spec.window if spec.arch == "lstm" else 1,
+        "window": spec.input_window,
         "input_columns": input_columns,
         "outputs": list(OUTPUTS),
         "trained_at": trained_at,

@@ -2,5 +2,10 @@
 registered model) can import it without the training stack."""
 
 OUTPUTS = ("prediction", "sigma", "p10", "p50", "p90")
+# the quantile each served quantile column holds
+QUANTILE_LEVELS = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
+# the central intervals a served answer holds (p10 to p90): the only levels a step may judge
+INTERVALS = {0.8: ("p10", "p90")}
+SERVED_LEVELS = tuple(INTERVALS)
 # ModelInference's extra column: a row with a value far outside the training range
 OUT_OF_RANGE = "out_of_range"

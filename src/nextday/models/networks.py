@@ -1,4 +1,5 @@
-"""The networks: one builder per architecture, the same input processing and output head.
+"""The networks: each architecture's body (`models/architectures.py`) between the same input
+processing and output head.
 
 The feature processor sits inside the network as its first two layers, a clip to the
 training bounds (`Winsorize`) and a fixed Normalization, so the model takes raw feature
@@ -11,6 +12,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from nextday.models.architectures import architecture
 from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import ModelSpec
 
@@ -36,15 +38,6 @@ class Winsorize(keras.layers.Layer):
         return {**super().get_config(), "lower": self.lower, "upper": self.upper}
 
 
-def _head(x, spec: ModelSpec, start: int):
-    """Dense layers `spec.layers[start:]`, each followed by its dropout, then Dense(1)."""
-    for i in range(start, len(spec.layers)):
-        x = keras.layers.Dense(spec.layers[i], activation=spec.activation, name=f"dense_{i}")(x)
-        if spec.dropout[i] > 0:
-            x = keras.layers.Dropout(spec.dropout[i], name=f"dropout_{i}")(x)
-    return keras.layers.Dense(1, name="output")(x)
-
-
 def build_network(spec: ModelSpec, processor: FeatureProcessor) -> keras.Model:
     """The Keras model for `spec`: raw features in, next-day return out."""
     clip = Winsorize(processor.lower, processor.upper, name=CLIP_LAYER)
@@ -53,17 +46,11 @@ def build_network(spec: ModelSpec, processor: FeatureProcessor) -> keras.Model:
         variance=np.square(np.array(processor.scale)),
         name=SCALE_LAYER,
     )
-    if spec.arch == "mlp":
-        inputs = keras.Input((spec.n_features,), name="features")
-        x = _head(normalise(clip(inputs)), spec, start=0)
-    elif spec.arch == "lstm":
-        inputs = keras.Input((spec.window, spec.n_features), name="features")
-        x = keras.layers.LSTM(spec.layers[0], name="lstm")(normalise(clip(inputs)))
-        if spec.dropout[0] > 0:
-            x = keras.layers.Dropout(spec.dropout[0], name="dropout_0")(x)
-        x = _head(x, spec, start=1)
-    else:
-        raise ValueError(f"unknown architecture {spec.arch!r}")
+    entry = architecture(spec.arch)
+    shape = (spec.window, spec.n_features) if entry.sequence else (spec.n_features,)
+    inputs = keras.Input(shape, name="features")
+    x = entry.body(normalise(clip(inputs)), spec)
+    x = keras.layers.Dense(1, name="output")(x)
     outputs = keras.layers.Rescaling(processor.label_scale, name="to_returns")(x)
     return keras.Model(inputs, outputs, name=f"{spec.arch}_{spec.name}")
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from nextday.features import FEATURE_GROUPS
+from nextday.models.architectures import ARCHITECTURES
 from nextday.models.processor import SCALINGS
 
-ARCHITECTURES = ("mlp", "lstm")
 ROW_CHOICES = ("all", "normal", "earnings")
 LOSSES = ("huber", "mse", "mae")
 
@@ -46,6 +46,11 @@ class ModelSpec:
     def n_features(self) -> int:
         return len(self.features)
 
+    @property
+    def input_window(self) -> int:
+        """Rows of history one prediction reads: the window of a sequence model, else 1."""
+        return ARCHITECTURES[self.arch].window(self)
+
     @classmethod
     def from_dict(cls, values: dict) -> ModelSpec:
         """From its JSON form (spec.json, an export's hyperparameters): lists become tuples."""
@@ -63,8 +68,9 @@ def model_spec(cfg: DictConfig) -> ModelSpec:
             f"model.feature_groups has unknown groups {unknown}: use {list(FEATURE_GROUPS)}"
         )
     features = tuple(f for g in groups if g in FEATURE_GROUPS for f in FEATURE_GROUPS[g])
-    if str(arch.name) not in ARCHITECTURES:
-        problems.append(f"arch={arch.name!r} is unknown: expected one of {ARCHITECTURES}")
+    entry = ARCHITECTURES.get(str(arch.name))
+    if entry is None:
+        problems.append(f"arch={arch.name!r} is unknown: expected one of {tuple(ARCHITECTURES)}")
     layers = tuple(int(n) for n in arch.layers)
     dropout = tuple(float(d) for d in arch.dropout)
     if not layers or any(n < 1 for n in layers):
@@ -77,8 +83,8 @@ def model_spec(cfg: DictConfig) -> ModelSpec:
     if bad_rates:
         problems.append(f"arch.dropout rates must be in [0, 1), got {bad_rates}")
     window = int(arch.get("window", 1))
-    if str(arch.name) == "lstm" and window < 2:
-        problems.append(f"arch.window must be at least 2 for an LSTM, got {window}")
+    if entry is not None and entry.sequence and window < 2:
+        problems.append(f"arch.window must be at least 2 for arch={arch.name}, got {window}")
     for key in ("train_rows", "evaluate_rows"):
         if str(model[key]) not in ROW_CHOICES:
             problems.append(f"model.{key}={model[key]!r}: expected one of {ROW_CHOICES}")
@@ -110,7 +116,7 @@ def model_spec(cfg: DictConfig) -> ModelSpec:
         layers=layers,
         dropout=dropout,
         activation=str(arch.activation),
-        window=window if str(arch.name) == "lstm" else 1,
+        window=window if entry is not None and entry.sequence else 1,
         train_rows=str(model.train_rows),
         evaluate_rows=str(model.evaluate_rows),
         earnings_weight=float(model.earnings_weight),

@@ -209,7 +209,7 @@ def run_export(cfg: DictConfig) -> str:
             opset=opset,
             passes=passes,
             seed=seed,
-            input_columns=input_columns(spec.features, spec.window if spec.arch == "lstm" else 1),
+            input_columns=input_columns(spec.features, spec.input_window),
             float16_on_gpu=bool(settings.float16),
             serving=_serving(settings.serving, spec, data.train_flat),
         )
@@ -436,9 +436,8 @@ def _versus_production(client, registered, version, spec, val, outputs, settings
         return gate.versus_production(0.0, None, None, 0.0)
     production = ModelInference(f"models:/{registered}/{current.version}", device="cpu")
     new_mae = float(np.mean(np.abs(outputs["val"]["prediction"] - val.y)))
-    window = spec.window if spec.arch == "lstm" else 1
     production_mae = None
-    if production.features == list(spec.features) and production.window == window:
+    if production.features == list(spec.features) and production.window == spec.input_window:
         predicted = production.run(np.asarray(val.x, dtype=np.float32))["prediction"]
         production_mae = float(np.mean(np.abs(predicted - val.y)))
     return gate.versus_production(

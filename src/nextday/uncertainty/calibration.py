@@ -7,17 +7,122 @@
    their empirical quantiles give any interval mean + s * q(level). Split conformal needs no
    normality, and coverage holds on exchangeable data up to a 1/n correction.
 The result is a small JSON-able object that export puts inside the served model.
+
+`Calibration.fit(model, data, settings)` is the one way to calibrate a model (calibrate and the
+refit backtest call it; `fit_draws` is the same fit on draws already made), and
+`Calibration.apply(samples, scale_x)` the one NumPy form of the calibrated predictor (the ONNX
+graph's calibration is checked against it at export).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nextday.inference.outputs import OUTPUTS, QUANTILE_LEVELS
+
+if TYPE_CHECKING:
+    from nextday.models.data import ModelData, Segment
+    from nextday.models.model import NextdayModel
+    from nextday.models.spec import ModelSpec
+
 EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """How a model is calibrated (the `calibrate` config group, checked against the model)."""
+
+    scale_features: tuple[str, ...]
+    passes: int
+    seed: int
+    grid: int
+    max_scale_rows: int  # training rows drawn for the scale model (validation: every row)
+
+    @classmethod
+    def from_config(cls, settings: Mapping, spec: ModelSpec) -> CalibrationSettings:
+        """`settings` is the calibrate group; the earnings model adds its own scale features,
+        and a scale feature that is not an input of this model (prepare dropped it as
+        degenerate on this data) is left out."""
+        from nextday.features import ALL_FEATURES
+
+        names = list(settings["scale_features"])
+        if spec.name == "earnings":
+            names += list(settings["scale_features_earnings"])
+        unknown = [f for f in names if f not in ALL_FEATURES]
+        if unknown:
+            raise ValueError(f"calibrate.scale_features {unknown} are not features")
+        dropped = [f for f in names if f not in spec.features]
+        if dropped:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "calibrate: scale features %s are not inputs of this model: left out", dropped
+            )
+        kept = tuple(f for f in names if f in spec.features)
+        if not kept:
+            raise ValueError(
+                f"none of calibrate.scale_features {names} is an input of the {spec.name} model"
+            )
+        return cls(
+            scale_features=kept,
+            passes=int(settings["passes"]),
+            seed=int(settings["seed"]),
+            grid=int(settings["quantile_grid"]),
+            max_scale_rows=int(settings["max_scale_rows"]),
+        )
+
+
+@dataclass(frozen=True)
+class Draws:
+    """MC-dropout draws on (some of) a segment's judged rows."""
+
+    rows: np.ndarray  # positions in the segment
+    samples: np.ndarray  # passes x rows
+    y: np.ndarray
+    scale_x: np.ndarray  # rows x the scale features (each row's own values)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.samples.mean(axis=0)
+
+    @property
+    def sd(self) -> np.ndarray:
+        return self.samples.std(axis=0)
+
+
+def own_features(x: np.ndarray) -> np.ndarray:
+    """Each row's own features: the last step of a sequence model's window."""
+    return x[:, -1, :] if x.ndim == 3 else x
+
+
+def scale_columns(features: Sequence[str], scale_features: Sequence[str]) -> list[int]:
+    missing = [f for f in scale_features if f not in features]
+    if missing:
+        raise ValueError(f"the calibration's scale features {missing} are not model inputs")
+    return [list(features).index(f) for f in scale_features]
+
+
+def draw(
+    model: NextdayModel, segment: Segment, settings: CalibrationSettings, limit: int | None = None
+) -> Draws:
+    """`settings.passes` MC passes on the segment's rows, at most `limit` of them (a seeded
+    sample, in row order)."""
+    rows = np.arange(len(segment.rows))
+    if limit is not None and len(rows) > limit:
+        rows = np.sort(np.random.default_rng(settings.seed).choice(rows, limit, replace=False))
+    columns = scale_columns(model.spec.features, settings.scale_features)
+    return Draws(
+        rows=rows,
+        samples=model.sample(segment.x[rows], settings.passes, settings.seed),
+        y=segment.y[rows],
+        scale_x=segment.flat[rows][:, columns],
+    )
 
 
 @dataclass(frozen=True)
@@ -29,6 +134,36 @@ class Calibration:
     sigma_factor: float  # s.d. of the normalised residual: sigma = s * sigma_factor
     n_calibration: int
     passes: int
+
+    @classmethod
+    def fit(
+        cls, model: NextdayModel, data: ModelData, settings: CalibrationSettings
+    ) -> Calibration:
+        """Calibrate `model`: MC draws on (at most `max_scale_rows`) training rows fit the
+        scale, draws on every validation row fit the conformal quantiles."""
+        train = draw(model, data.judged["train"], settings, settings.max_scale_rows)
+        val = draw(model, data.judged["val"], settings)
+        return cls.fit_draws(train, val, settings)
+
+    @classmethod
+    def fit_draws(cls, train: Draws, val: Draws, settings: CalibrationSettings) -> Calibration:
+        """The same fit on draws already made (calibrate keeps them for its report)."""
+        return calibrate(
+            list(settings.scale_features),
+            (train.scale_x, train.sd, train.y - train.mean),
+            (val.scale_x, val.sd, val.mean, val.y),
+            grid=settings.grid,
+            passes=settings.passes,
+        )
+
+    def apply(self, samples: np.ndarray, scale_x: np.ndarray) -> dict[str, np.ndarray]:
+        """The served outputs (prediction, sigma, p10, p50, p90) from MC draws (passes x rows)
+        and each row's scale features: what the ONNX graph computes."""
+        mean, sd = samples.mean(axis=0), samples.std(axis=0)
+        scale = self.scale(scale_x, sd)
+        quantiles = {name: mean + scale * self.quantile(q) for name, q in QUANTILE_LEVELS.items()}
+        out = {"prediction": mean, "sigma": scale * self.sigma_factor, **quantiles}
+        return {name: out[name] for name in OUTPUTS}
 
     def scale(self, features: np.ndarray, mc_sd: np.ndarray) -> np.ndarray:
         """The relative scale s of each row (features: rows x scale_features)."""
