@@ -38,8 +38,9 @@ test: setup
 test-full: setup
 	$(BIN)/pytest -q
 
+# ruff (format, lint with complexity limits), then mypy on src/nextday (pyproject.toml)
 lint: setup
-	$(BIN)/ruff format --check . && $(BIN)/ruff check .
+	$(BIN)/ruff format --check . && $(BIN)/ruff check . && $(BIN)/mypy
 
 # re-pin exact versions after changing dependencies in pyproject.toml
 lock: setup

@@ -36,6 +36,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import local_postgres
 from bench_serve import Server, find_export_run, tracking_uri
+from nextday.contracts import tags
 from nextday.data.store import Store
 from nextday.inference import ModelInference
 
@@ -107,12 +108,10 @@ def main() -> None:
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     run = find_export_run(mlflow.MlflowClient(), args.model, None)
-    model_uri = (
-        f"models:/{run.data.tags['nextday.registered_model']}/{run.data.tags['nextday.version']}"
-    )
+    model_uri = f"models:/{run.data.tags[tags.REGISTERED_MODEL]}/{run.data.tags[tags.VERSION]}"
     inference = ModelInference(model_uri, device="cpu")
-    columns = inference.metadata["input_columns"]
-    ranges = inference.metadata.get("serving", {}).get("ranges", {})
+    columns = inference.metadata.input_columns
+    ranges = inference.metadata.serving.get("ranges", {})
     low = np.array([ranges.get(c, [0.0, 0.01])[0] for c in columns])
     high = np.array([ranges.get(c, [0.0, 0.01])[1] for c in columns])
     rng = np.random.default_rng(0)

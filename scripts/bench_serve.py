@@ -115,21 +115,19 @@ class Inputs:
 
 def load_inputs(client, run, work: Path, rows: int) -> Inputs:
     from nextday.inference.model import METADATA, local_folder
-    from nextday.models.data import arrange
-    from nextday.steps.calibrate import load_model_run
-    from nextday.steps.inputs import load_prepared
+    from nextday.steps.inputs import load_model, load_prepared
 
     tags = run.data.tags
     name, version = tags["nextday.registered_model"], tags["nextday.version"]
     folder = local_folder(f"models:/{name}/{version}")
     metadata = json.loads((folder / METADATA).read_text())
     model_id = tags.get("nextday.input.train") or tags["nextday.input.tune"]
-    keras_model, spec = load_model_run(client.get_run(model_id), work / "model")
+    model = load_model(model_id, work / "model")
     prepared = load_prepared(tags["nextday.input.prepare"], work / "inputs")
-    test = np.asarray(arrange(spec, prepared.dataset, prepared.truth).judged["test"].x)
+    test = np.asarray(model.arrange(prepared.dataset, prepared.truth).judged["test"].x)
     reps = math.ceil(rows / len(test))
     x = np.ascontiguousarray(np.concatenate([test] * reps)[: max(rows, len(test))], np.float32)
-    return Inputs(folder, metadata, keras_model, x, len(test))
+    return Inputs(folder, metadata, model.network_, x, len(test))
 
 
 # --- measuring ------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ BATCHES = (1, 128, 1024)
 
 def _rows(inference: ModelInference, n: int, seed: int = 0) -> np.ndarray:
     """Rows inside the training range the export recorded (the middle of each feature's)."""
-    ranges = inference.metadata.get("serving", {}).get("ranges", {})
+    ranges = inference.metadata.serving.get("ranges", {})
     rng = np.random.default_rng(seed)
     low = np.array([ranges.get(f, [-0.01, 0.01])[0] for f in inference.features])
     high = np.array([ranges.get(f, [-0.01, 0.01])[1] for f in inference.features])

@@ -12,6 +12,19 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "nextday"
 
 
+def _defined(node: ast.AST, prefix: str) -> list[tuple[int, str]]:
+    """(lines, qualified name) of the functions under `node`, nested ones included."""
+    out = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+            name = f"{prefix}{child.name}"
+            out.append((child.end_lineno - child.lineno + 1, name))
+            out += _defined(child, f"{name}.")
+        elif isinstance(child, ast.ClassDef):
+            out += _defined(child, f"{prefix}{child.name}.")
+    return out
+
+
 def functions(root: Path) -> list[tuple[int, str]]:
     """(lines, module:qualified name) of every function under `root`."""
     found = []
@@ -19,16 +32,7 @@ def functions(root: Path) -> list[tuple[int, str]]:
         tree = ast.parse(path.read_text())
         module = path.relative_to(root).with_suffix("").as_posix()
 
-        def visit(node, prefix: str) -> None:
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                    name = f"{prefix}{child.name}"
-                    found.append((child.end_lineno - child.lineno + 1, f"{module}:{name}"))
-                    visit(child, f"{name}.")
-                elif isinstance(child, ast.ClassDef):
-                    visit(child, f"{prefix}{child.name}.")
-
-        visit(tree, "")
+        found += [(n, f"{module}:{name}") for n, name in _defined(tree, "")]
     return sorted(found, reverse=True)
 
 

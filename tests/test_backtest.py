@@ -3,6 +3,7 @@ refit folds that never see their future, and the report on the quick preset."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import mlflow
@@ -11,9 +12,17 @@ import pandas as pd
 import pytest
 
 from conftest import quick_root
-from nextday.backtest import guard, strategy, walkforward
+from nextday.backtest import breakdowns, guard, strategy, walkforward
 from nextday.backtest.breakdowns import market_regimes, surprise_buckets
+from nextday.backtest.judge import judge
+from nextday.backtest.metrics import coverage_name
+from nextday.backtest.settings import BacktestSettings
+from nextday.config import compose
+from nextday.contracts import artifacts, tags
 from nextday.data.store import Store
+from nextday.evaluation.intervals import coverage, interval_metrics, level_tag
+from nextday.evaluation.metrics import direction_accuracy, point_metrics
+from nextday.inference.outputs import INTERVALS, SERVED_LEVELS
 from nextday.steps.backtest import run_backtest
 from nextday.steps.calibrate import run_calibrate
 from nextday.steps.export import run_export
@@ -90,6 +99,78 @@ def test_refit_windows_end_an_embargo_before_their_fold():
         guard.check_window(dates[60], dates[60], "a model")
 
 
+def _walk_forward(seed: int = 0):
+    """A dataset of 40 days x 12 names and a walk-forward over its last 20 days whose
+    prediction holds some signal, with a 0.8 (p10-p90) and a 0.5 (p25-p75) interval."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2024-01-01", periods=40)
+    dataset = pd.DataFrame(
+        [(s, d) for d in dates for s in [f"S{i:02d}" for i in range(12)]],
+        columns=["symbol", "date"],
+    )
+    n = len(dataset)
+    dataset["label"] = rng.normal(0.0, 0.02, n)
+    dataset.loc[::7, "label"] = 0.0  # unmoved rows: no direction to get right
+    dataset["overnight_gap"] = rng.normal(0.0, 0.005, n)
+    dataset["mkt_ret_1d"] = dataset.groupby("date")["label"].transform("mean")
+    dataset["vol_20d"] = rng.uniform(0.1, 0.5, n)
+    dataset["eps_surprise"] = rng.normal(0.0, 0.05, n)
+    dataset["split"] = np.where(dataset["date"] < dates[20], "train", "test")
+    rows = dataset.loc[dataset["split"] == "test", ["symbol", "date", "label"]]
+    prediction = 0.5 * rows["label"].to_numpy() + rng.normal(0.0, 0.02, len(rows))
+    rows = rows.assign(
+        prediction=prediction, sigma=0.02, p50=prediction, fold=0,
+        p10=prediction - 0.0256, p90=prediction + 0.0256,
+        p25=prediction - 0.0135, p75=prediction + 0.0135,
+    )  # fmt: skip
+    signals = {"linear": rng.normal(0.0, 0.01, len(rows)), "tree": rng.normal(0.0, 0.01, len(rows))}
+    return dataset, walkforward.WalkForward(rows.reset_index(drop=True), signals)
+
+
+@pytest.mark.parametrize("level", [*SERVED_LEVELS, 0.5])
+def test_metric_names_and_interval_columns_follow_the_level(level, monkeypatch):
+    # 0.5 stands for a level the served answer might hold one day: nothing but the table of
+    # served intervals has to change for the backtest to judge it
+    monkeypatch.setitem(INTERVALS, 0.5, ("p25", "p75"))
+    dataset, walk = _walk_forward()
+    settings = BacktestSettings.from_config(compose(["experiment=quick"]))
+    settings = dataclasses.replace(
+        settings, level=level, segments=("test",), regime_window=5, rolling_days=5
+    )
+    backtest = judge(walk, dataset, settings, true_regimes=None, by_surprise=True)
+    lower, upper = INTERVALS[level]
+    rows, metrics = backtest.rows, backtest.metrics
+    assert coverage_name(level) == f"bt_coverage_{round(level * 100)}"
+    expected = interval_metrics(rows[lower], rows[upper], rows["label"], level)
+    for name, value in expected.items():  # the names evaluation.intervals gives the level
+        assert metrics[f"bt_{name}"] == pytest.approx(value)
+    assert metrics[coverage_name(level)] == coverage(rows[lower], rows[upper], rows["label"])
+    other = [f"_{level_tag(v)}" for v in INTERVALS if v != level]
+    assert not [k for k in metrics if any(k.endswith(o) for o in other)]
+    assert metrics["bt_days"] == 20 and metrics["bt_leak_flag"] in (0.0, 1.0)
+    # the daily series and every breakdown judge the same interval
+    daily = backtest.daily
+    assert daily["cumulative_coverage"].iloc[-1] == pytest.approx(metrics[coverage_name(level)])
+    assert daily["cumulative_mae"].iloc[-1] == pytest.approx(metrics["bt_mae"])
+    assert daily["cumulative_dir_acc"].iloc[-1] == pytest.approx(metrics["bt_dir_acc"])
+    assert set(backtest.tables) == {
+        breakdowns.MARKET_REGIME, breakdowns.VOLATILITY, breakdowns.SURPRISE
+    }  # fmt: skip
+    for table in backtest.tables.values():
+        assert f"coverage_{level_tag(level)}" in table.columns
+        share = (table[f"coverage_{level_tag(level)}"] * table["rows"]).sum() / table["rows"].sum()
+        assert share == pytest.approx(metrics[coverage_name(level)])
+
+
+def test_direction_accuracy_has_one_home():
+    prediction = np.array([0.1, -0.2, 0.3, 0.0, -0.1])
+    actual = np.array([0.2, 0.1, 0.0, -0.1, -0.3])  # right, wrong, unmoved, wrong, right
+    assert direction_accuracy(prediction, actual) == pytest.approx(2 / 4)
+    dates = np.zeros(5)
+    assert point_metrics(prediction, actual, dates)["dir_acc"] == pytest.approx(0.5)
+    assert np.isnan(direction_accuracy(prediction, np.zeros(5)))
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("backtest")
@@ -120,8 +201,9 @@ def test_fixed_backtest_reports_every_section_and_logs_predictions(store):
     root, cfg, _ = store
     run = mlflow.get_run(run_backtest(cfg("backtest.write_predictions=true")))
     metrics = run.data.metrics
+    judged = coverage_name(float(cfg().backtest.level))
     for name in (
-        "bt_mae", "bt_baseline_zero_mae", "bt_ic", "bt_icir", "bt_coverage_80",
+        "bt_mae", "bt_baseline_zero_mae", "bt_ic", "bt_icir", judged,
         "bt_strategy_sharpe", "bt_strategy_max_drawdown", "bt_strategy_turnover",
         "bt_strategy_hit_rate", "bt_tree_strategy_sharpe", "bt_market_sharpe",
         "bt_baseline_linear_mae", "bt_oracle_mae", "bt_leak_flag",
@@ -147,7 +229,7 @@ def test_fixed_backtest_reports_every_section_and_logs_predictions(store):
     assert daily["cumulative_mae"].iloc[-1] == pytest.approx(metrics["bt_mae"])
     assert daily["cumulative_rmse"].iloc[-1] == pytest.approx(metrics["bt_rmse"])
     assert daily["cumulative_dir_acc"].iloc[-1] == pytest.approx(metrics["bt_dir_acc"])
-    assert daily["cumulative_coverage"].iloc[-1] == pytest.approx(metrics["bt_coverage_80"])
+    assert daily["cumulative_coverage"].iloc[-1] == pytest.approx(metrics[judged])
     assert daily["cumulative_ic"].iloc[-1] == pytest.approx(metrics["bt_ic"])
     logged = Store(str(cfg().store.url)).read("model_predictions")
     assert len(logged) == len(
@@ -168,7 +250,7 @@ def test_refit_backtest_fits_each_fold_on_its_past_only(store):
     folds = pd.read_html(io.StringIO(html.split("<h2>Refit folds</h2>")[1]))[0]
     assert len(folds) >= 3
     assert (pd.to_datetime(folds["fitted_until"]) < pd.to_datetime(folds["first_date"])).all()
-    assert run.data.metrics["bt_coverage_80"] > 0.5
+    assert run.data.metrics[coverage_name(float(cfg().backtest.level))] > 0.5
 
 
 def test_monitor_joins_actuals_and_alerts_on_planted_drift(store, tmp_path):
@@ -182,10 +264,10 @@ def test_monitor_joins_actuals_and_alerts_on_planted_drift(store, tmp_path):
     config = cfg()
     export = mlflow.MlflowClient().search_runs(
         [mlflow.get_experiment_by_name("nextday").experiment_id],
-        "tags.`nextday.step` = 'export'",
+        f"tags.`{tags.STEP}` = 'export'",
         order_by=["attributes.start_time DESC"],
     )[0]
-    uri = f"runs:/{export.info.run_id}/model"
+    uri = f"runs:/{export.info.run_id}/{artifacts.SERVED_MODEL.path}"
     dataset = load_prepared(prepare_id, tmp_path).dataset
     live = dataset[(dataset["split"] == "test") & ~dataset["is_earnings"]]
     logger = PredictionLogger(str(config.store.url), background=False)
@@ -213,4 +295,4 @@ def test_monitor_joins_actuals_and_alerts_on_planted_drift(store, tmp_path):
     kinds = {(a["kind"], a["message"].split(":")[0]) for a in report["alerts"]}
     assert ("feature drift", "vol_20d") in kinds
     assert report["recommendation"].startswith("retrain")
-    assert run.data.tags["nextday.step"] == "monitor"
+    assert run.data.tags[tags.STEP] == "monitor"

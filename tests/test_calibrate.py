@@ -11,9 +11,15 @@ from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import model_spec
 from nextday.models.training import predict
 from nextday.steps.calibrate import run_calibrate
+from nextday.steps.inputs import load_model, load_prepared
 from nextday.steps.prepare import run_prepare
 from nextday.steps.train import run_train
-from nextday.uncertainty.calibration import Calibration, calibrate, conformal_quantiles
+from nextday.uncertainty.calibration import (
+    Calibration,
+    CalibrationSettings,
+    calibrate,
+    conformal_quantiles,
+)
 from nextday.uncertainty.mc_dropout import mc_samples
 
 
@@ -171,3 +177,37 @@ def test_quick_calibrate_logs_coverage_beside_the_raw_mc_interval(root):
     assert "Reliability" in text and "volatility" in text
     cal = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/calibration.json")
     assert cal["passes"] == 8 and len(cal["quantiles"]) == 99
+
+    # the refit backtest calibrates each fold with Calibration.fit: on the same model and
+    # rows it must give exactly the calibration this step logged (and export deploys)
+    prepared = load_prepared(run.data.tags["nextday.input.prepare"], root / "check")
+    model = load_model(train_id, root / "check")
+    settings = CalibrationSettings.from_config(cfg.calibrate, model.spec)
+    refitted = Calibration.fit(model, model.arrange(prepared.dataset, prepared.truth), settings)
+    logged = Calibration.from_json(
+        mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path="calibration.json", dst_path=str(root / "check")
+        )
+    )
+    assert refitted.scale_features == logged.scale_features
+    assert refitted.n_calibration == logged.n_calibration
+    for field in ("scale_weights", "quantiles"):
+        np.testing.assert_allclose(getattr(refitted, field), getattr(logged, field), rtol=1e-12)
+    assert refitted.sigma_factor == pytest.approx(logged.sigma_factor, rel=1e-12)
+
+
+def test_apply_gives_the_served_outputs_of_the_calibrated_interval():
+    rng = np.random.default_rng(4)
+    features, mc_sd, y = _heteroskedastic(3_000, rng)
+    cal = calibrate(["a", "b"], (features, mc_sd, y), (features, mc_sd, np.zeros(3_000), y), 99, 6)
+    samples = rng.normal(0.001, 0.002, size=(6, 500))
+    out = cal.apply(samples, features[:500])
+    assert list(out) == ["prediction", "sigma", "p10", "p50", "p90"]
+    mean, sd = samples.mean(axis=0), samples.std(axis=0)
+    scale = cal.scale(features[:500], sd)
+    low, high = cal.interval(mean, scale, 0.8)
+    np.testing.assert_allclose(out["prediction"], mean)
+    np.testing.assert_allclose(out["p10"], low)
+    np.testing.assert_allclose(out["p90"], high)
+    np.testing.assert_allclose(out["sigma"], scale * cal.sigma_factor)
+    assert np.all(out["p10"] < out["p50"]) and np.all(out["p50"] < out["p90"])

@@ -10,23 +10,41 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
 import requests
 import sqlalchemy as sa
 
 from conftest import quick_root
+from nextday.config import compose
+from nextday.contracts import artifacts, tags
+from nextday.contracts.metadata import ExportMetadata
+from nextday.contracts.reference import DriftReference
 from nextday.data.store import Store
-from nextday.export import registry
+from nextday.export import graphs, parity
+from nextday.export.files import write_onnx
+from nextday.export.served import SERVED_PACKAGES
 from nextday.inference import ChecksumError, ModelInference
+from nextday.models.data import Segment
+from nextday.models.networks import build_network
+from nextday.models.processor import FeatureProcessor
+from nextday.models.spec import model_spec
+from nextday.monitoring.reference import build_reference
 from nextday.steps.calibrate import run_calibrate
-from nextday.steps.export import SERVED_PACKAGES, run_export
+from nextday.steps.export import run_export
 from nextday.steps.prepare import run_prepare
-from nextday.steps.registry_commands import run_download, run_promote, run_rollback
+from nextday.steps.registry_commands import (
+    run_download,
+    run_promote,
+    run_rollback,
+    run_versions,
+)
 from nextday.steps.train import run_train
 
 NAME = "nextday-normal"
@@ -61,38 +79,51 @@ def test_export_logs_checked_files_and_metadata(store):
     assert metrics["parity_mc_share_abs_z_above_4"] <= 0.02
     assert 0.9 <= metrics["parity_mc_spread_ratio"] <= 1.1
     assert metrics["fp16_max_abs_err_prediction"] < 1e-3
+    assert metrics["parity_calibration_max_abs_diff"] <= 1e-5
     for name in ("test_mae", "baseline_zero_test_mae", "test_coverage_80", "dm_zero_mae_p"):
         assert np.isfinite(metrics[name]), name
-    folder = ModelInference(f"models:/{NAME}/1").folder
-    meta = json.loads((folder / "metadata.json").read_text())
-    assert meta["files"]["mc"] == "mlp_normal_v1.onnx"
-    assert len(meta["features"]) == 20 and meta["window"] == 1
-    assert meta["runs"]["export"] == runs[0] and set(meta["runs"]) >= {"prepare", "train"}
-    assert meta["data"]["symbols"] == 30 and meta["git_commit"]
-    assert meta["calibration"]["passes"] == meta["mc"]["passes"] == 8
-    assert meta["float16_on_gpu"] is False  # export.float16: the GPU default of ModelInference
-    assert "test_mae" in meta["metrics"] and "beta_1" not in meta["hyperparameters"]
-    card = (folder / "model_card.md").read_text()
+    inference = ModelInference(f"models:/{NAME}/1")
+    folder, meta = inference.folder, inference.metadata
+    assert meta == ExportMetadata.from_json(folder / artifacts.METADATA.name)
+    assert meta.files["mc"] == "mlp_normal_v1.onnx"
+    assert len(meta.features) == 20 and meta.window == 1
+    assert meta.runs["export"] == runs[0] and set(meta.runs) >= {"prepare", "train"}
+    assert meta.data["symbols"] == 30 and meta.git_commit
+    assert meta.calibration["passes"] == meta.mc["passes"] == 8
+    assert meta.float16_on_gpu is False  # export.float16: the GPU default of ModelInference
+    assert "test_mae" in meta.metrics and "beta_1" not in meta.hyperparameters
+    assert set(meta.sha256) == {*meta.files.values(), artifacts.CARD.name}
+    card = (folder / artifacts.CARD.name).read_text()
     for section in ("Intended use", "Data", "Metrics", "Calibration", "Ethical", "Update policy"):
         assert f"## {section}" in card
+    # the card judges "beats" at the gate's level (export.gate.significance=0 for v1)
+    assert "level 0)" in card and "PASS parity_calibration" in card
+    # the drift reference the monitor reads, inside the served model
+    reference = DriftReference.from_json(folder / meta.files["reference"])
+    assert meta.files["reference"] == artifacts.REFERENCE.name
+    assert list(reference.features) == meta.features and reference.window_days > 0
+    report = mlflow.artifacts.load_text(f"runs:/{runs[0]}/export_report.md")
+    assert "calibration vs Calibration.apply" in report and "`parity_calibration`" in report
 
 
 def test_gate_decides_production_and_challenger(store):
     client = mlflow.MlflowClient()
     v1, v2, v3 = (client.get_model_version(NAME, str(v)) for v in (1, 2, 3))
-    assert v1.tags[registry.GATE_TAG].startswith("failed: beats_zero")
-    assert v2.tags[registry.GATE_TAG] == "passed"
-    assert "vs_production" in v3.tags[registry.GATE_TAG]
+    assert v1.tags[tags.GATE].startswith("failed: beats_zero")
+    assert v2.tags[tags.GATE] == "passed"
+    assert "vs_production" in v3.tags[tags.GATE]
     assert client.get_model_version_by_alias(NAME, "production").version == 2
     assert client.get_model_version_by_alias(NAME, "challenger").version == 3
     assert v2.current_stage == "Production"
     assert "Model card" in v2.description and v2.tags["metric.test_mae"]
-    assert v2.tags["nextday.check.parity_deterministic"].startswith("pass")
+    assert v2.tags[f"{tags.CHECK}parity_deterministic"].startswith("pass")
+    assert v2.tags[f"{tags.CHECK}parity_calibration"].startswith("pass")
+    assert mlflow.get_run(v2.run_id).data.tags[tags.GATE] == "production"
     # the MLflow model: a DataFrame with the feature columns in, five columns out
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@production")
     schema = model.metadata.get_input_schema().inputs
     names = [c.name for c in schema if c.required]
-    assert names == v2.tags["nextday.features"].split(",") and len(names) == 20
+    assert names == v2.tags[tags.FEATURES].split(",") and len(names) == 20
     # the optional keys under which a request's predictions are logged
     assert [(c.name, c.required) for c in schema if not c.required] == [
         ("symbol", False),
@@ -118,17 +149,27 @@ def test_promote_and_rollback_by_hand(store):
         run_download(cfg("version=99"))
 
 
+def test_versions_lists_every_version_with_the_gates_decision(store, capsys):
+    _, cfg, _ = store
+    table = run_versions(cfg())
+    mine = table[table["model"] == NAME]
+    assert list(mine["version"]) == [1, 2, 3]
+    gates = list(mine["gate"])
+    assert gates[0].startswith("failed: beats_zero") and gates[1] == "passed"
+    assert (mine["test_mae"] != "-").all() and NAME in capsys.readouterr().out
+
+
 def test_download_verifies_checksums_and_keeps_a_good_copy(store):
     root, cfg, _ = store
     path = run_download(cfg("alias=production"))
     assert path == root / "models" / "normal" / "2"
-    meta = json.loads((path / "metadata.json").read_text())
-    assert (path / meta["files"]["mc"]).exists()
+    meta = ExportMetadata.from_json(path / artifacts.METADATA.name)
+    assert (path / meta.files["mc"]).exists()
     local = ModelInference(path)
     assert local.version == "2" and local.predict_batch(np.full((2, 20), 0.01)).shape == (2, 6)
     # corrupt the stored artifact: the next download is refused, the good copy stays
     source = mlflow.MlflowClient().get_model_version(NAME, "2").source
-    stored = list(root.glob(f"mlartifacts/**/{meta['files']['mc']}"))
+    stored = list(root.glob(f"mlartifacts/**/{meta.files['mc']}"))
     stored = [p for p in stored if "v2" in p.name]
     assert stored, source
     originals = {p: p.read_bytes() for p in stored}
@@ -141,6 +182,73 @@ def test_download_verifies_checksums_and_keeps_a_good_copy(store):
         for p, content in originals.items():
             p.write_bytes(content)
     assert ModelInference(path).version == "2"
+
+
+def test_the_graphs_calibration_is_calibration_apply(tmp_path):
+    """The MC graph's calibration part, on MC samples of the Keras model, answers what
+    `Calibration.apply` answers on the same samples; a graph of another calibration does not."""
+    from nextday.uncertainty.calibration import Calibration
+    from nextday.uncertainty.mc_dropout import mc_samples
+
+    spec = model_spec(compose(["experiment=quick"]))
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.01, 0.02, size=(300, spec.n_features)).astype(np.float32)
+    model = build_network(spec, FeatureProcessor.fit(spec.features, x, x[:, 0]))
+    calibration = Calibration(
+        scale_features=("vol_20d", "hl_range"),
+        scale_weights=(-1.0, 0.5, 0.2, 0.1),
+        levels=tuple(np.round(np.linspace(0.05, 0.95, 19), 2)),
+        quantiles=tuple(float(v) for v in np.linspace(-1.5, 1.5, 19)),
+        sigma_factor=0.9,
+        n_calibration=100,
+        passes=8,
+    )
+    files = write_onnx(model, spec, calibration, tmp_path, 1, 8, seed=5, opset=17)
+    part = graphs.calibration_part(onnx.load(tmp_path / files["mc"]))
+    assert [i.name for i in part.graph.input] == [graphs.SAMPLES, graphs.INPUT_NAME]
+    for samples in (mc_samples(model, x, 8, seed=1), rng.normal(0.0, 0.03, size=(8, 300))):
+        difference = parity.calibration_difference(
+            tmp_path / files["mc"], calibration, spec.features, samples, x
+        )
+        assert difference <= 1e-5, difference
+    other = replace(calibration, quantiles=tuple(1.1 * q for q in calibration.quantiles))
+    wrong = parity.calibration_difference(
+        tmp_path / files["mc"], other, spec.features, mc_samples(model, x, 8, seed=1), x
+    )
+    assert wrong > 1e-3, wrong
+
+
+def test_the_drift_reference_keeps_its_json_shape(tmp_path):
+    """reference.json as the monitor has always read it: every feature's and the prediction's
+    decile edges, shares, sample and window PSIs, the window and the validation figures."""
+    rng = np.random.default_rng(0)
+
+    def segment(start: str, days: int, symbols: int = 4) -> Segment:
+        dates = np.repeat(pd.bdate_range(start, periods=days).to_numpy(), symbols)
+        rows = pd.DataFrame({"date": dates, "label": rng.normal(0, 0.02, len(dates))})
+        flat = rng.normal(0, 1, (len(dates), 2))
+        return Segment(rows=rows, x=flat, flat=flat)
+
+    train, val = segment("2024-01-01", 60), segment("2024-06-03", 20)
+    outputs = {
+        "train": {"prediction": rng.normal(0, 0.01, len(train.rows))},
+        "val": {"prediction": rng.normal(0, 0.01, len(val.rows))},
+    }
+    metrics = {"val_mae": 0.015, "val_coverage_80": 0.79}
+    reference = build_reference(["a", "b"], train, val, outputs, metrics, drift_days=10)
+    path = reference.to_json(tmp_path / artifacts.REFERENCE.name)
+    written = json.loads(path.read_text())
+    assert set(written) == {"features", "prediction", "window_days", "val_mae", "val_coverage_80"}
+    assert list(written["features"]) == ["a", "b"]
+    for distribution in (*written["features"].values(), written["prediction"]):
+        assert set(distribution) == {"edges", "shares", "sample", "window_psi"}
+        assert len(distribution["shares"]) == len(distribution["edges"]) + 1
+    # windows of 10 dates every 5: over the training dates, and over training and validation
+    assert len(written["features"]["a"]["window_psi"]) == len(range(0, 60 - 10 + 1, 5))
+    assert len(written["prediction"]["window_psi"]) == len(range(0, 80 - 10 + 1, 5))
+    assert len(written["prediction"]["sample"]) == len(train.rows) + len(val.rows)
+    assert written["window_days"] == 10 and written["val_coverage_80"] == 0.79
+    assert DriftReference.from_json(path) == reference
 
 
 def _free_port() -> int:

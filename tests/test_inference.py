@@ -4,6 +4,7 @@ with Keras, the MC graph's statistics, the float16 variant, input checks and che
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import onnxruntime as ort
@@ -11,11 +12,15 @@ import pandas as pd
 import pytest
 
 from nextday.config import compose
+from nextday.contracts import artifacts, tags
+from nextday.contracts.metadata import ExportMetadata
 from nextday.export import metadata, parity
 from nextday.export.files import write_onnx
 from nextday.export.graphs import network_of
+from nextday.export.settings import ExportSettings
 from nextday.inference import ChecksumError, InputError, ModelInference
 from nextday.inference.checks import input_columns, to_array
+from nextday.inference.outputs import OUTPUTS
 from nextday.models.networks import build_network
 from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import model_spec
@@ -41,34 +46,41 @@ def _calibration(passes: int) -> Calibration:
 
 def _export(folder, overrides, passes=10):
     """A tiny export folder (random weights), as export writes it, minus MLflow."""
-    spec = model_spec(compose(["experiment=quick", *overrides]))
+    cfg = compose(["experiment=quick", *overrides])
+    spec = model_spec(cfg)
     rng = np.random.default_rng(0)
     x = rng.normal(0.01, 0.02, size=(400, spec.n_features)).astype(np.float32)
     model = build_network(spec, FeatureProcessor.fit(spec.features, x, x[:, 0]))
     calibration = _calibration(passes)
     files = write_onnx(model, spec, calibration, folder, 1, passes, seed=5, opset=17)
-    window = spec.window if spec.arch == "lstm" else 1
-    (folder / metadata.CARD).write_text("# card\n")
+    (folder / artifacts.CARD.name).write_text("# card\n")
+    settings = ExportSettings.from_config(cfg.export)
     metadata.seal(
-        {
-            "registered_model": f"nextday-{spec.name}",
-            "version": 1,
-            "features": list(spec.features),
-            "window": window,
-            "input_columns": input_columns(spec.features, window),
-            "files": files,
-            "serving": {
-                "max_rows": 100_000,
-                "out_of_range": "flag",
-                "range_multiple": 10.0,
-                "ranges": {
-                    f: [float(x[:, i].min()), float(x[:, i].max())]
-                    for i, f in enumerate(spec.features)
-                },
-            },  # fmt: skip
-        },
+        ExportMetadata(
+            registered_model=f"nextday-{spec.name}",
+            version=1,
+            model=spec.name,
+            arch=spec.arch,
+            features=list(spec.features),
+            input_columns=input_columns(spec.features, spec.input_window),
+            outputs=list(OUTPUTS),
+            trained_at="2024-01-01T00:00:00+00:00",
+            metrics={},
+            processor={},
+            calibration=asdict(calibration),
+            mc={"passes": passes, "seed": 5},
+            data={},
+            hyperparameters=asdict(spec),
+            runs={},
+            git_commit="unknown",
+            onnx_opset=17,
+            files=files,
+            window=spec.input_window,
+            serving=metadata.serving_policy(settings.serving, spec, x),  # ranges of x
+        ),
         folder,
     )
+    window = spec.input_window
     if window > 1:
         x = rng.normal(0.01, 0.02, size=(400, window, spec.n_features)).astype(np.float32)
     return model, spec, x, files
@@ -85,8 +97,9 @@ def test_files_are_named_by_arch_model_and_version(mlp):
     assert files["mc"] == "mlp_normal_v1.onnx"
     for name in files.values():
         assert (folder / name).stat().st_size > 0
-    sums = json.loads((folder / "metadata.json").read_text())["sha256"]
+    sums = ExportMetadata.from_json(folder / "metadata.json").sha256
     assert set(sums) == {*files.values(), "model_card.md"}
+    assert ModelInference(folder).metadata.files == files  # read as ExportMetadata
 
 
 def test_deterministic_graph_matches_keras_on_edge_cases(mlp):
@@ -277,7 +290,6 @@ def _register(folder, tracking: str) -> str:
     import mlflow
 
     from nextday.inference import served_model
-    from nextday.inference.model import SHA_TAG
     from nextday.inference.pyfunc import EXPORT_ARTIFACT
 
     mlflow.set_tracking_uri(tracking)
@@ -289,7 +301,7 @@ def _register(folder, tracking: str) -> str:
         )
     sums = json.loads((folder / "metadata.json").read_text())["sha256"]
     version = mlflow.register_model(
-        info.model_uri, "nextday-cache-test", tags={SHA_TAG: json.dumps(sums, sort_keys=True)}
+        info.model_uri, "nextday-cache-test", tags={tags.SHA256: json.dumps(sums, sort_keys=True)}
     )
     return f"models:/nextday-cache-test/{version.version}"
 

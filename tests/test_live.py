@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import quick_root
+from nextday.contracts import tags
 from nextday.data.schema import RawMarket
 from nextday.data.store import Store
 from nextday.data.synthetic import MarketSpec, RegimeChange, generate_market
@@ -107,7 +108,7 @@ def served(tmp_path_factory):
 def test_live_logs_every_served_prediction(served):
     cfg, run = served
     store = Store(str(cfg().store.url))
-    first = pd.Timestamp(run.data.tags["nextday.live.first_date"])
+    first = pd.Timestamp(run.data.tags[tags.LIVE_FIRST_DATE])
     logged = store.read("model_predictions", "ts >= :first", {"first": first.date()})
     bars = store.read("ohlcv", "source = 'synthetic-live'")
     features = store.read("feature_history", "ts >= :first", {"first": first.date()})
@@ -117,18 +118,18 @@ def test_live_logs_every_served_prediction(served):
     assert len(logged) == len(served_rows) == run.data.metrics["live_predictions"]
     assert logged[["predicted", "p10", "p90", "latency_ms"]].notna().all().all()
     assert (logged["p10"] <= logged["p90"]).all()
-    assert run.data.tags["nextday.live.change"].startswith("bear x2.0 volatility from")
+    assert run.data.tags[tags.LIVE_CHANGE].startswith("bear x2.0 volatility from")
 
 
 def test_monitor_is_quiet_before_the_change_and_alerts_after_it(served):
     from nextday.steps.monitor import run_monitor
 
     cfg, run = served
-    change = pd.Timestamp(run.data.tags["nextday.live.change"].rsplit(" ", 1)[-1])
+    change = pd.Timestamp(run.data.tags[tags.LIVE_CHANGE].rsplit(" ", 1)[-1])
     quiet = mlflow.get_run(run_monitor(cfg(f"monitor.as_of={change.date()}")))
     report = mlflow.artifacts.load_dict(f"runs:/{quiet.info.run_id}/monitor/alerts.json")
     assert report == {"alerts": [], "recommendation": None}, report
-    assert quiet.data.tags["nextday.monitor.alerts"] == "none"
+    assert quiet.data.tags[tags.MONITOR_ALERTS] == "none"
 
     loud = mlflow.get_run(run_monitor(cfg()))
     report = mlflow.artifacts.load_dict(f"runs:/{loud.info.run_id}/monitor/alerts.json")

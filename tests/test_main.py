@@ -8,7 +8,10 @@ import pytest
 
 from conftest import quick_root
 from nextday.config import compose
+from nextday.contracts import tags
+from nextday.reuse import Chain
 from nextday.steps.main import run_main
+from nextday.tracking import step_run
 
 
 def _main(root, *overrides: str) -> dict[str, str]:
@@ -49,9 +52,12 @@ def test_main_chains_every_step_and_registers_both_models(chained):
         assert "bt_mae" in backtest.data.metrics
 
 
-def test_main_reuses_steps_already_run_with_the_same_inputs_config_and_code(chained):
-    from nextday.steps.main import REUSE_TAG
+def _read(run_id: str) -> set[str]:
+    """The config groups the step of `run_id` read, as main tagged them."""
+    return set(mlflow.MlflowClient().get_run(run_id).data.tags[tags.CONFIG_READ].split(","))
 
+
+def test_main_reuses_steps_already_run_with_the_same_inputs_config_and_code(chained):
     root, first = chained
     with quick_root(root):
         again = _main(root)
@@ -63,7 +69,12 @@ def test_main_reuses_steps_already_run_with_the_same_inputs_config_and_code(chai
             order_by=["attributes.start_time DESC"],
         )[0]
         assert parent.data.tags["nextday.reused"] == ", ".join(first)
-        assert client.get_run(first["train.normal"]).data.tags[REUSE_TAG]
+        assert client.get_run(first["train.normal"]).data.tags[tags.REUSE_KEY]
+        assert {"model", "train", "calibrate"} <= _read(first["calibrate.normal"])
+
+        # a group no step of main reads (live: the simulated live period) changes nothing
+        assert not any("live" in _read(run_id) for run_id in first.values())
+        assert _main(root, "live.days=5") == first
 
         # a calibration setting changes: prepare and train are kept, the rest runs again
         changed = _main(root, "calibrate.passes=6")
@@ -72,3 +83,32 @@ def test_main_reuses_steps_already_run_with_the_same_inputs_config_and_code(chai
         calibrate = client.get_run(changed["calibrate.normal"])
         assert calibrate.data.params["calibrate.passes"] == "6"
         assert calibrate.data.tags["nextday.input.train"] == first["train.normal"]
+
+
+def test_a_refit_backtest_runs_again_when_a_calibrate_setting_changes(chained):
+    """The refit backtest calibrates its folds as calibrate does, so it reads `calibrate`: a
+    calibrate setting changed means it runs again, although its input (the exported model)
+    is the same. The fixed backtest, which serves the exported calibration, does not read
+    `calibrate`; a group the refit does not read (live) leaves it reused."""
+    from nextday.steps.backtest import run_backtest
+
+    root, first = chained
+    export, fixed = first["export.normal"], first["backtest.normal"]
+    with quick_root(root) as cfg, step_run(cfg(), "main") as parent:
+        chain = Chain(parent, reuse=True, store_has_data=lambda: True)
+        inputs = {"export": export}
+
+        def composed(*overrides: str):
+            return cfg("model=normal", f"backtest.model=runs:/{export}/model", *overrides)
+
+        def reusable(*overrides: str) -> str | None:
+            return chain.reusable("backtest", "backtest.normal", composed(*overrides), inputs)
+
+        assert reusable() == fixed  # the key main gave it
+        assert reusable("calibrate.seed=7") == fixed
+        refit = ("backtest.mode=refit", "backtest.segments=[test]", "backtest.refit_every=1000")
+        refitted = chain.step("backtest", "backtest.normal", run_backtest, composed(*refit), inputs)
+        assert refitted != fixed and "calibrate" in _read(refitted)
+        assert reusable(*refit) == refitted
+        assert reusable(*refit, "calibrate.seed=7") is None  # so chain.step runs it again
+        assert reusable(*refit, "live.days=5") == refitted

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,17 @@ import pandas as pd
 import pytest
 
 import local_postgres
+from nextday.contracts.reference import Distribution
 from nextday.data.store import Store
 from nextday.monitoring import drift
+from nextday.monitoring.accuracy import daily_series, summarize
+from nextday.monitoring.alerts import alerts
 from nextday.monitoring.logger import PredictionLogger
+from nextday.monitoring.settings import MonitorSettings
 
 
 def test_psi_matches_a_hand_computation():
-    reference = {"edges": [0.5], "shares": [0.5, 0.5], "sample": [0.0, 1.0]}
+    reference = Distribution(edges=[0.5], shares=[0.5, 0.5], sample=[0.0, 1.0])
     live = np.array([0.1, 0.9, 0.8, 0.7, 0.6])  # 20% below the edge, 80% above
     expected = (0.2 - 0.5) * np.log(0.2 / 0.5) + (0.8 - 0.5) * np.log(0.8 / 0.5)
     assert drift.psi(reference, live) == pytest.approx(expected)
@@ -28,7 +33,7 @@ def test_psi_matches_a_hand_computation():
 
 
 def test_ks_matches_a_hand_computation():
-    reference = {"edges": [], "shares": [1.0], "sample": [1.0, 2.0, 3.0, 4.0]}
+    reference = Distribution(edges=[], shares=[1.0], sample=[1.0, 2.0, 3.0, 4.0])
     statistic, p_value = drift.ks(reference, np.array([3.0, 4.0, 5.0, 6.0]))
     assert statistic == pytest.approx(0.5)  # the CDFs differ most at 2: 0.5 vs 0.0
     assert 0 < p_value < 1
@@ -37,11 +42,55 @@ def test_ks_matches_a_hand_computation():
 def test_same_distribution_is_stable_and_a_shift_is_not():
     rng = np.random.default_rng(0)
     reference = drift.reference(rng.normal(size=50_000))
-    assert len(reference["shares"]) == 10 and len(reference["sample"]) == drift.SAMPLE
+    assert len(reference.shares) == 10 and len(reference.sample) == drift.SAMPLE
     assert drift.psi(reference, rng.normal(size=5_000)) < 0.02
     assert drift.ks(reference, rng.normal(size=5_000))[1] > 0.001
     assert drift.psi(reference, rng.normal(0.5, 1.5, size=5_000)) > 0.25
     assert drift.ks(reference, rng.normal(0.5, 1.5, size=5_000))[1] < 1e-6
+
+
+SETTINGS = MonitorSettings(
+    model=None,
+    as_of=None,
+    window_days=2,
+    coverage_days=2,
+    drift_days=20,
+    mae_multiple=1.5,
+    coverage_band=(0.7, 0.9),
+    psi_limit=0.25,
+    window_margin=3.0,
+    ks_pvalue=0.001,
+    min_rows=200,
+)
+
+
+def test_a_features_psi_limit_is_its_training_windows_spread_and_never_below_the_floor():
+    quiet = Distribution(edges=[0.0], shares=[0.5, 0.5], sample=[0.0], window_psi=[0.01, 0.02])
+    restless = replace(quiet, window_psi=[0.05, 0.2])
+    assert drift.psi_limit(quiet, SETTINGS) == 0.25  # 3 x 0.02 is below the floor
+    assert drift.psi_limit(restless, SETTINGS) == pytest.approx(0.6)
+    assert drift.psi_limit(replace(quiet, window_psi=[]), SETTINGS) == 0.25  # an older export
+
+
+def test_daily_coverage_counts_only_rows_with_an_actual_and_the_alerts_judge_it():
+    predictions = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(["2024-03-01"] * 4 + ["2024-03-04"] * 2),
+            "predicted": 0.0,
+            "p10": -0.01,
+            "p90": 0.01,
+            "actual": [0.0, 0.02, 0.01, np.nan, np.nan, np.nan],
+            "latency_ms": 1.0,
+        }
+    ).assign(error=lambda f: f["predicted"] - f["actual"])
+    daily = daily_series(predictions, SETTINGS.window_days, SETTINGS.coverage_days)
+    assert daily["coverage"].iloc[0] == pytest.approx(2 / 3)  # the ends are inside
+    assert np.isnan(daily["coverage"].iloc[1])  # no actual yet
+    summary = summarize(predictions, daily, val_mae=0.001, actuals_before=1)
+    assert summary.actuals_filled == 2 and summary.rolling_coverage == pytest.approx(2 / 3)
+    raised = alerts(summary, pd.DataFrame(columns=["feature"]), SETTINGS)
+    assert [a.kind for a in raised] == ["accuracy", "calibration"]
+    assert raised[1].limit == 0.7 and "80% interval" in raised[1].message
 
 
 def _rows(start: int, n: int) -> pd.DataFrame:

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from nextday.config import compose
+from nextday.contracts.artifacts import DATASET
 from nextday.data.store import Store
-from nextday.steps.prepare import DATASET_ARTIFACT, run_prepare
+from nextday.steps.prepare import run_prepare
 from nextday.tracking import configure
 
 TABLES = ("ohlcv", "earnings", "feature_history")
@@ -53,7 +54,7 @@ def test_quick_prepare_logs_the_dataset_reports_and_metrics(quick_cfg, root):
     )
     groups = json.loads(open(f"{folder}/features.json").read())
     assert len(groups["technical"]) == 20 and len(groups["earnings"]) == 17
-    dataset = pd.read_parquet(f"{folder}/{DATASET_ARTIFACT}")
+    dataset = pd.read_parquet(f"{folder}/{DATASET.path}")
     assert list(dataset.columns[:5]) == ["symbol", "date", "split", "is_earnings", "label"]
     assert len(dataset) == metrics["rows"]
     assert set(dataset["split"]) == {"train", "val", "test"}

@@ -132,17 +132,17 @@ def _bucket_keys(s3) -> list[str]:
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
-def _rows(deployed, metadata: dict) -> pd.DataFrame:
+def _rows(deployed, metadata) -> pd.DataFrame:
     """A few test rows of the prepared dataset (itself fetched through the S3 proxy)."""
-    from nextday.steps.prepare import DATASET_ARTIFACT
+    from nextday.contracts.artifacts import DATASET
 
     path = mlflow.artifacts.download_artifacts(
-        run_id=metadata["runs"]["prepare"],
-        artifact_path=DATASET_ARTIFACT,
+        run_id=metadata.runs["prepare"],
+        artifact_path=DATASET.path,
         dst_path=str(deployed["folder"] / "dataset"),
     )
     dataset = pd.read_parquet(path)
-    features = list(metadata["input_columns"])
+    features = list(metadata.input_columns)
     rows = dataset.loc[dataset["split"] == "test", features].dropna().head(ROWS)
     assert len(rows) == ROWS
     return rows.astype(np.float64).reset_index(drop=True)
@@ -190,7 +190,7 @@ def test_registry_model_matches_downloaded_folder(deployed, client):
     local = ModelInference(_downloaded(deployed, version), device="cpu")
     remote = ModelInference(f"models:/{REGISTERED}@production", device="cpu")
     assert remote.version == local.version == str(version.version)
-    assert remote.metadata["sha256"] == local.metadata["sha256"]
+    assert remote.metadata.sha256 == local.metadata.sha256
     # the registry copy came through the server, not from the downloaded folder
     assert cache_root() in remote.folder.parents
     rows = _rows(deployed, local.metadata)

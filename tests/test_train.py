@@ -12,13 +12,14 @@ from omegaconf import OmegaConf
 from nextday.config import compose
 from nextday.features import ALL_FEATURES, TECHNICAL_FEATURES
 from nextday.models.data import arrange
+from nextday.models.model import NextdayModel
 from nextday.models.networks import build_network, transfer_weights
 from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import ConfigError, check_dataset_columns, model_spec
 from nextday.models.training import Inputs, fit, predict, seed_everything
 from nextday.models.windows import window_index
 from nextday.steps.prepare import run_prepare
-from nextday.steps.train import fit_model, run_train
+from nextday.steps.train import run_train
 
 
 def _spec(*overrides):
@@ -114,24 +115,16 @@ def test_processor_sees_training_rows_only(quick_run):
     dataset = _toy_dataset()
     dataset.loc[dataset["split"] != "train", TECHNICAL_FEATURES] += 1000.0
     cfg = OmegaConf.merge(cfg, {"model": {"max_epochs": 1}})
-    trained = fit_model(model_spec(cfg), dataset, None, cfg, _tmp(cfg))
+    trained = NextdayModel(model_spec(cfg)).fit(dataset)
     train_rows = (dataset["split"] == "train") & ~dataset["is_earnings"]
     training = dataset.loc[train_rows, TECHNICAL_FEATURES].to_numpy(dtype=np.float64)
     q = float(cfg.train.processor.clip_quantile)
     median = np.median(training, axis=0)
     upper = [np.quantile(c[c > m], 1 - 2 * q) for c, m in zip(training.T, median, strict=True)]
-    np.testing.assert_allclose(trained.processor.upper, upper, rtol=1e-6, atol=1e-9)
-    expected = np.median(trained.processor.clip(training), axis=0)
-    np.testing.assert_allclose(trained.processor.center, expected, atol=1e-5)
-    assert max(trained.processor.upper) < 10
-
-
-def _tmp(cfg):
-    from pathlib import Path
-
-    folder = Path(cfg.paths.work_dir) / "test"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    np.testing.assert_allclose(trained.processor_.upper, upper, rtol=1e-6, atol=1e-9)
+    expected = np.median(trained.processor_.clip(training), axis=0)
+    np.testing.assert_allclose(trained.processor_.center, expected, atol=1e-5)
+    assert max(trained.processor_.upper) < 10
 
 
 def test_early_stopping_stops_and_restores_the_best_weights(tmp_path):

@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from nextday.config import compose
+from nextday.contracts.tags import TRIAL_STATE as STATE_TAG
 from nextday.steps.prepare import run_prepare
-from nextday.steps.tune import STATE_TAG, run_tune
+from nextday.steps.tune import run_tune
 from nextday.tuning.study import masked
 
 # a small space with fixed choices, so tests can enqueue exact trials (Hydra: drop the

@@ -10,6 +10,8 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from nextday.inference.outputs import INTERVALS, SERVED_LEVELS
+
 # The configs travel with the package: nextday/conf, in the source tree a link to the
 # project's conf/ (resolved here, so CONF_DIR is that folder), in a wheel a plain folder.
 # NEXTDAY_CONF points at another folder of the same groups.
@@ -23,8 +25,20 @@ def conf_dir() -> Path:
     return Path(chosen).expanduser().resolve() if chosen else CONF_DIR
 
 
-class SecretInConfigError(ValueError):
+class RefusedConfigError(ValueError):
+    """A composed config that cannot be run: refused before any run starts."""
+
+
+class SecretInConfigError(RefusedConfigError):
     """A config value carries a password: refused before any run starts or param is logged."""
+
+
+class UnservedLevelError(RefusedConfigError):
+    """An interval level the served answer does not hold."""
+
+
+# the settings that name an interval level: each must be one the served answer holds
+LEVEL_KEYS = ("backtest.level", "calibrate.level")
 
 
 # scheme://user:password@host: a URL whose user-info part holds a password
@@ -44,9 +58,24 @@ def refuse_secrets(cfg: DictConfig) -> None:
         )
 
 
+def refuse_unserved_levels(cfg: DictConfig) -> None:
+    """Refuse an interval level (backtest.level, calibrate.level) that the served answer does
+    not hold: the step would judge columns that no exported model writes."""
+    served = " and ".join(
+        f"the {level:g} interval ({lower}-{upper})" for level, (lower, upper) in INTERVALS.items()
+    )
+    for key in LEVEL_KEYS:
+        level = OmegaConf.select(cfg, key)
+        if level is not None and float(level) not in SERVED_LEVELS:
+            raise UnservedLevelError(
+                f"{key}={level} is not served: the served answer holds {served}; "
+                f"use one of {SERVED_LEVELS}"
+            )
+
+
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
     """The composed config for `overrides`, with paths made absolute; a URL with a password
-    in it is refused here, before anything runs."""
+    in it, or an interval level that is not served, is refused here, before anything runs."""
     folder = conf_dir()
     if not (folder / f"{config_name}.yaml").is_file():
         raise FileNotFoundError(
@@ -59,6 +88,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
     OmegaConf.update(cfg, "paths.root", str(root))
     OmegaConf.resolve(cfg)
     refuse_secrets(cfg)
+    refuse_unserved_levels(cfg)
     return cfg
 
 

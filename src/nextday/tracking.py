@@ -1,8 +1,12 @@
 """MLflow conventions of nextday: where runs go, how steps are tagged and how they find inputs.
 
-Tags: `nextday.step` on every run, `nextday.model` on model steps, `nextday.input.<step>` for
-each upstream run consumed. MLFLOW_TRACKING_URI wins over the configured URI; under
-`mlflow run`, MLFLOW_RUN_ID names the run to use.
+Tags (nextday.contracts.tags): `nextday.step` on every run, `nextday.model` on model steps,
+`nextday.input.<step>` for each upstream run consumed. MLFLOW_TRACKING_URI wins over the
+configured URI; under `mlflow run`, MLFLOW_RUN_ID names the run to use.
+
+Where a run goes (the `mlflow` group), where its scratch files live (`paths.work_dir`) and the
+config logged whole are not what a step computes from: tracking reads them `unrecorded`, so
+they are no part of `main`'s reuse key (nextday.config_reads).
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from nextday.config import flatten
+from nextday.config_reads import unrecorded
+from nextday.contracts import tags
 from nextday.evaluation import metrics as evaluation_metrics
 
-STEP_TAG = "nextday.step"
-MODEL_TAG = "nextday.model"
-INPUT_TAG = "nextday.input."
+# older names of tags.STEP, tags.MODEL and tags.INPUT, still imported by some steps
+STEP_TAG, MODEL_TAG, INPUT_TAG = tags.STEP, tags.MODEL, tags.INPUT
 # keys that could hold a secret never go to params (secrets come from env vars anyway)
 SECRET_WORDS = ("password", "secret", "token", "key_id", "access_key")
 
@@ -41,7 +46,8 @@ def user_tracking_uri() -> str | None:
 
 def configure(cfg: DictConfig) -> str:
     """Point MLflow at the tracking store: MLFLOW_TRACKING_URI if set, else the config's."""
-    uri = user_tracking_uri() or str(cfg.mlflow.tracking_uri)
+    with unrecorded(cfg):
+        uri = user_tracking_uri() or str(cfg.mlflow.tracking_uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -79,27 +85,30 @@ def step_run(cfg: DictConfig, step: str, model: str | None = None) -> Iterator[R
     """
     configure(cfg)
     evaluation_metrics.configure(cfg.evaluation)
-    nested = mlflow.active_run() is not None
+    active = mlflow.active_run()
     kwargs = {}
-    if not nested and not os.environ.get("MLFLOW_RUN_ID"):
-        kwargs["experiment_id"] = os.environ.get("MLFLOW_EXPERIMENT_ID") or _experiment_id(cfg)
-    elif nested:
-        kwargs["experiment_id"] = mlflow.active_run().info.experiment_id
+    if active is not None:
+        kwargs["experiment_id"] = active.info.experiment_id
+    elif not os.environ.get("MLFLOW_RUN_ID"):
+        with unrecorded(cfg):
+            kwargs["experiment_id"] = os.environ.get("MLFLOW_EXPERIMENT_ID") or _experiment_id(cfg)
     name = f"{step}-{model}" if model else step
-    with mlflow.start_run(run_name=name, nested=nested, **kwargs) as run:
-        mlflow.set_tag(STEP_TAG, step)
+    with mlflow.start_run(run_name=name, nested=active is not None, **kwargs) as run:
+        mlflow.set_tag(tags.STEP, step)
         if model:
-            mlflow.set_tag(MODEL_TAG, model)
+            mlflow.set_tag(tags.MODEL, model)
         log_config(cfg)
         yield run
 
 
 def log_config(cfg: DictConfig) -> None:
     """The composed config as config.yaml and flattened into params (secrets left out)."""
-    mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
+    with unrecorded(cfg):
+        mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
+        flat = flatten(cfg)
     params = {
         key: value[:500]
-        for key, value in flatten(cfg).items()
+        for key, value in flat.items()
         if not any(word in key.lower() for word in SECRET_WORDS)
     }
     items = list(params.items())
@@ -125,7 +134,7 @@ def find_input_run(
     client = mlflow.tracking.MlflowClient()
     if run_id:
         run = client.get_run(run_id)
-        found_step, found_model = run.data.tags.get(STEP_TAG), run.data.tags.get(MODEL_TAG)
+        found_step, found_model = run.data.tags.get(tags.STEP), run.data.tags.get(tags.MODEL)
         if found_step not in steps or (model and found_model != model):
             raise ValueError(
                 f"run {run_id} is a {found_step!r} run"
@@ -136,9 +145,9 @@ def find_input_run(
         experiment_id = mlflow.active_run().info.experiment_id
         found: list[Run] = []
         for name in steps:  # MLflow's search has no IN for tags
-            query = f"tags.`{STEP_TAG}` = '{name}' and attributes.status = 'FINISHED'"
+            query = f"tags.`{tags.STEP}` = '{name}' and attributes.status = 'FINISHED'"
             if model:
-                query += f" and tags.`{MODEL_TAG}` = '{model}'"
+                query += f" and tags.`{tags.MODEL}` = '{model}'"
             found += client.search_runs(
                 [experiment_id],
                 query,
@@ -155,14 +164,15 @@ def find_input_run(
                     or f"run `python -m nextday {steps[0]}` first or pass inputs.{steps[0]}_run_id=<run id>"
                 )
             )
-    mlflow.set_tag(f"{INPUT_TAG}{run.data.tags[STEP_TAG]}", run.info.run_id)
+    mlflow.set_tag(tags.input_tag(run.data.tags[tags.STEP]), run.info.run_id)
     return run
 
 
 @contextlib.contextmanager
 def artifact_dir(cfg: DictConfig) -> Iterator[Path]:
     """A scratch folder under paths.work_dir whose files are logged as the run's artifacts."""
-    work = Path(str(cfg.paths.work_dir))
+    with unrecorded(cfg):
+        work = Path(str(cfg.paths.work_dir))
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work, prefix="run-") as folder:
         yield Path(folder)

@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nextday.evaluation.metrics import daily_ic
+from nextday.backtest import strategy
+from nextday.evaluation.intervals import coverage, level_tag
+from nextday.evaluation.metrics import point_metrics
+from nextday.inference.outputs import INTERVALS
 
-REGIMES = ("bull", "bear", "sideways")
+# the breakdown tables, by the name the report gives each
+MARKET_REGIME = "market regime"
+TRUE_REGIME = "true regime (synthetic)"
+VOLATILITY = "20-day volatility quintile"
+SURPRISE = "EPS surprise"
 
 
 def market_regimes(market_return: pd.Series, window: int, threshold: float) -> pd.Series:
@@ -38,31 +45,61 @@ def surprise_buckets(surprise: np.ndarray) -> np.ndarray:
     return np.where(moved, out, "in line")
 
 
-def table(rows: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Per value of `key`: rows, MAE beside the zero predictor, skill, direction accuracy,
-    IC (mean daily Spearman within the bucket) and coverage of the 80% interval."""
+def regime_frame(
+    dataset: pd.DataFrame, window: int, threshold: float, true_regimes: pd.DataFrame | None
+) -> pd.DataFrame:
+    """Per date: the market regime (`market_regimes` of the dataset's market return) and, on
+    synthetic data, the generator's true regime (`true_regimes`: ts, regime)."""
+    market_return = dataset.groupby("date")["mkt_ret_1d"].first()
+    frame = market_regimes(market_return, window, threshold).rename("market_regime").reset_index()
+    frame.columns = ["date", "market_regime"]
+    if true_regimes is not None:
+        true = true_regimes.rename(columns={"ts": "date", "regime": "true_regime"})
+        true["date"] = true["date"].astype(frame["date"].dtype)
+        frame = frame.merge(true, on="date", how="left")
+    return frame
+
+
+def table(rows: pd.DataFrame, key: str, level: float) -> pd.DataFrame:
+    """Per value of `key`: rows, MAE beside the zero predictor's, skill, direction accuracy,
+    IC (mean daily Spearman within the bucket) and coverage of the `level` interval."""
+    lower, upper = INTERVALS[level]
     out = []
     for value, part in rows.groupby(key, sort=True):
-        error = np.abs(part["prediction"] - part["label"])
-        zero = np.abs(part["label"])
-        ic = daily_ic(
-            part["prediction"].to_numpy(), part["label"].to_numpy(), part["date"].to_numpy()
-        )
-        moved = part["label"] != 0
+        actual, dates = part["label"].to_numpy(), part["date"].to_numpy()
+        model = point_metrics(part["prediction"].to_numpy(), actual, dates)
         out.append(
             {
                 key: value,
                 "rows": len(part),
-                "mae": error.mean(),
-                "zero_mae": zero.mean(),
-                "skill": 1.0 - error.mean() / zero.mean() if zero.mean() > 0 else np.nan,
-                "dir_acc": float(
-                    (np.sign(part["prediction"][moved]) == np.sign(part["label"][moved])).mean()
-                ),
-                "ic": float(ic.mean()) if len(ic) else np.nan,
-                "coverage_80": float(
-                    ((part["p10"] <= part["label"]) & (part["label"] <= part["p90"])).mean()
-                ),
+                "mae": model["mae"],
+                "zero_mae": point_metrics(np.zeros_like(actual), actual, dates)["mae"],
+                "skill": model["skill"],
+                "dir_acc": model["dir_acc"],
+                "ic": model["ic"],
+                f"coverage_{level_tag(level)}": coverage(part[lower], part[upper], actual),
             }
         )
     return pd.DataFrame(out)
+
+
+def tables(
+    rows: pd.DataFrame, book: pd.DataFrame, level: float, by_surprise: bool
+) -> dict[str, pd.DataFrame]:
+    """The breakdowns by name: market regime (with the book's Sharpe in each), the true
+    regime on synthetic data, 20-day volatility quintile and, `by_surprise`, EPS surprise."""
+    by_regime = table(rows, "market_regime", level)
+    sharpe = {
+        regime: strategy.summary(book["net"].reindex(dates.unique())).get("sharpe", np.nan)
+        for regime, dates in rows.groupby("market_regime")["date"]
+    }
+    by_regime["strategy_sharpe"] = by_regime["market_regime"].map(sharpe)
+    out = {MARKET_REGIME: by_regime}
+    if "true_regime" in rows and rows["true_regime"].notna().any():
+        out[TRUE_REGIME] = table(rows, "true_regime", level)
+    rows = rows.assign(vol_bucket=volatility_buckets(rows["vol_20d"].to_numpy()))
+    out[VOLATILITY] = table(rows, "vol_bucket", level)
+    if by_surprise:
+        rows = rows.assign(surprise=surprise_buckets(rows["eps_surprise"].to_numpy()))
+        out[SURPRISE] = table(rows, "surprise", level)
+    return out

@@ -75,3 +75,30 @@ def point_in_time(
                 f"{leaked.max():.3g}): they use later data"
             )
     return pd.DataFrame(checks)
+
+
+def sampled_point_in_time(
+    store,
+    rows: pd.DataFrame,
+    dataset: pd.DataFrame,
+    features: list[str],
+    dates: int,
+    max_days_since_earnings: int,
+) -> pd.DataFrame:
+    """`point_in_time` on `dates` dates spread evenly over the predicted `rows`, against the
+    raw bars and reports of the dataset's symbols in `store` (a `nextday.data.store.Store`)."""
+    predicted = np.sort(rows["date"].unique())
+    picks = predicted[np.linspace(0, len(predicted) - 1, dates).astype(int)]
+    last = pd.Timestamp(picks.max())
+    universe = set(dataset["symbol"].unique())
+    ohlcv = store.read("ohlcv", "ts <= :last", {"last": last.to_pydatetime()})
+    earnings = store.read("earnings")
+    used = dataset[dataset["symbol"].isin(set(rows["symbol"].unique()))]
+    return point_in_time(
+        used,
+        features,
+        ohlcv[ohlcv["symbol"].isin(universe)],
+        earnings[earnings["symbol"].isin(universe)],
+        picks,
+        max_days_since_earnings,
+    )

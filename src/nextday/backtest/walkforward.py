@@ -16,11 +16,16 @@ import numpy as np
 import pandas as pd
 
 from nextday.backtest.guard import check_window
+from nextday.backtest.settings import BacktestSettings
 from nextday.inference.outputs import OUTPUTS
-from nextday.uncertainty.calibration import calibrate
+from nextday.uncertainty.calibration import (
+    Calibration,
+    CalibrationSettings,
+    own_features,
+    scale_columns,
+)
 
 log = logging.getLogger(__name__)
-MAX_CALIBRATION_ROWS = 50_000  # per segment, for each fold's scale model and conformal step
 
 
 @dataclass
@@ -52,8 +57,32 @@ def period_segment(data, segments: list[str]):
     return rows, x, flat
 
 
-def fixed(inference, data, segments: list[str], baselines) -> WalkForward:
-    rows, x, flat = period_segment(data, segments)
+def period_dates(dataset: pd.DataFrame, segments) -> np.ndarray:
+    """The sorted dates of the backtest segments; refused when they hold none."""
+    period = np.sort(dataset.loc[dataset["split"].isin(list(segments)), "date"].unique())
+    if len(period) == 0:
+        raise ValueError(f"backtest.segments={list(segments)} hold no dates")
+    return period
+
+
+def fixed(
+    inference, spec, dataset: pd.DataFrame, truth, settings: BacktestSettings, baselines_config
+) -> WalkForward:
+    """The exported model, as served, answers each day of the period; the linear and tree
+    baselines' signals come from the model's own training rows and feature processor."""
+    from nextday.models.baselines import Baselines
+    from nextday.models.data import arrange
+    from nextday.models.processor import FeatureProcessor
+
+    train_end = dataset.loc[dataset["split"] == "train", "date"].max()
+    what = f"{inference.name} version {inference.version} (trained on the train segment)"
+    check_window(train_end, period_dates(dataset, settings.segments)[0], what)
+    data = arrange(spec, dataset, truth)
+    processor = FeatureProcessor.from_dict(inference.metadata.processor)
+    baselines = Baselines.from_config(processor, baselines_config, spec.seed).fit_model_rows(
+        data, settings.max_baseline_rows
+    )
+    rows, x, flat = period_segment(data, list(settings.segments))
     outputs = by_day(x.astype(np.float32), rows["date"].to_numpy(), inference.run)
     rows = rows.assign(**outputs, fold=0)
     signals = {
@@ -80,15 +109,15 @@ def _relabel(dataset: pd.DataFrame, fold_dates, embargo: int, val_fraction: floa
 
 
 def refit(spec, cfg, dataset: pd.DataFrame, truth, period_dates, folder: Path) -> WalkForward:
-    from nextday.steps.calibrate import scale_feature_names
-    from nextday.steps.train import fit_model
-    from nextday.uncertainty.mc_dropout import mc_samples
+    """Refit the model, its baselines and its calibration on an expanding window before each
+    fold of `backtest.refit_every` days; each fold is predicted by the model as deployed:
+    MC draws turned into the five outputs by `Calibration.apply`."""
+    from nextday.models.baselines import Baselines
+    from nextday.models.model import NextdayModel
 
     settings = cfg.backtest
     every, embargo = int(settings.refit_every), int(cfg.split.embargo_days)
-    passes, seed = int(cfg.calibrate.passes), int(cfg.calibrate.seed)
-    names = scale_feature_names(spec, cfg.calibrate)
-    columns = [spec.features.index(f) for f in names]
+    calibrating = CalibrationSettings.from_config(cfg.calibrate, spec)
     parts, signals, folds = [], {"linear": [], "tree": []}, []
     for number, start in enumerate(range(0, len(period_dates), every)):
         fold_dates = period_dates[start : start + every]
@@ -98,58 +127,32 @@ def refit(spec, cfg, dataset: pd.DataFrame, truth, period_dates, folder: Path) -
         relabelled = relabelled[relabelled["split"] != "none"]
         fitted_until = relabelled.loc[relabelled["split"] != "test", "date"].max()
         check_window(fitted_until, fold_dates[0], f"refit {number}")
-        trained = fit_model(spec, relabelled, truth, cfg, folder / f"fold_{number}")
-        data = trained.data
-        mc = {}  # per segment: scale features, MC s.d., MC mean, label (what calibrate takes)
-        for segment in ("train", "val"):
-            judged = data.judged[segment]
-            take = np.arange(len(judged.rows))
-            if len(take) > MAX_CALIBRATION_ROWS:
-                take = np.sort(
-                    np.random.default_rng(seed).choice(take, MAX_CALIBRATION_ROWS, replace=False)
-                )
-            samples = mc_samples(trained.model, judged.x[take], passes, seed)
-            mc[segment] = {
-                "scale_x": judged.flat[take][:, columns],
-                "sd": samples.std(axis=0),
-                "mean": samples.mean(axis=0),
-                "y": judged.y[take],
-            }
-        train_mc, val_mc = mc["train"], mc["val"]
-        calibration = calibrate(
-            names,
-            (train_mc["scale_x"], train_mc["sd"], train_mc["y"] - train_mc["mean"]),
-            (val_mc["scale_x"], val_mc["sd"], val_mc["mean"], val_mc["y"]),
-            grid=int(cfg.calibrate.quantile_grid),
-            passes=passes,
+        model = NextdayModel.from_config(spec, cfg.train).fit(
+            relabelled, truth, checkpoint=folder / f"fold_{number}" / "best.keras"
         )
+        baselines = Baselines.from_config(
+            model.processor_, cfg.train.baselines, spec.seed
+        ).fit_model_rows(model.data_)
+        calibration = Calibration.fit(model, model.data_, calibrating)
+        columns = scale_columns(spec.features, calibration.scale_features)
 
-        def answer(x, model=trained.model, calibration=calibration):
-            samples = mc_samples(model, x, passes, seed)
-            mean, sd = samples.mean(axis=0), samples.std(axis=0)
-            own = x[:, -1, :] if x.ndim == 3 else x
-            scale = calibration.scale(own[:, columns], sd)
-            return {
-                "prediction": mean,
-                "sigma": scale * calibration.sigma_factor,
-                "p10": mean + scale * calibration.quantile(0.1),
-                "p50": mean + scale * calibration.quantile(0.5),
-                "p90": mean + scale * calibration.quantile(0.9),
-            }
+        def answer(x, model=model, calibration=calibration, columns=columns):
+            samples = model.sample(x, calibrating.passes, calibrating.seed)
+            return calibration.apply(samples, own_features(x)[:, columns])
 
-        test = data.judged["test"]
+        test = model.data_.judged["test"]
         outputs = by_day(test.x, test.rows["date"].to_numpy(), answer)
         parts.append(test.rows.assign(**outputs, fold=number))
         for name in signals:
-            signals[name].append(trained.baselines.predict(name, test.flat.astype(np.float64)))
+            signals[name].append(baselines.predict(name, test.flat.astype(np.float64)))
         folds.append(
             {
                 "fold": number,
                 "first_date": pd.Timestamp(fold_dates[0]).date(),
                 "last_date": pd.Timestamp(fold_dates[-1]).date(),
                 "fitted_until": pd.Timestamp(fitted_until).date(),
-                "train_rows": len(data.train),
-                "epochs": trained.fit.epochs_run,
+                "train_rows": len(model.data_.train),
+                "epochs": model.history_.epochs_run,
             }
         )
         log.info(

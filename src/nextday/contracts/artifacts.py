@@ -23,6 +23,9 @@ class Artifact:
         return self.path.rpartition("/")[2]
 
 
+# every step: the composed config it ran with (tracking.log_config)
+CONFIG = Artifact("config.yaml", "every step")
+
 # prepare
 DATASET = Artifact("dataset/dataset.parquet", "prepare")
 DEGENERATE_FEATURES = Artifact("dataset/degenerate_features.json", "prepare")
@@ -45,6 +48,7 @@ CARD = Artifact("model_card.md", "export")
 REFERENCE = Artifact("reference.json", "export")  # inside the served model's export folder
 
 ALL = (
+    CONFIG,
     DATASET,
     DEGENERATE_FEATURES,
     TRUTH,

@@ -27,9 +27,9 @@ class Distribution:
 class DriftReference:
     features: dict[str, Distribution]  # each input feature on the training rows
     prediction: Distribution  # the served prediction on the training and validation rows
-    window_days: int
     val_mae: float
     val_coverage_80: float
+    window_days: int | None = None  # None: an export from before window_psi existed
 
     def to_json(self, path: Path) -> Path:
         Path(path).write_text(json.dumps(asdict(self)))
@@ -40,9 +40,9 @@ class DriftReference:
         return cls(
             features={name: Distribution(**d) for name, d in values["features"].items()},
             prediction=Distribution(**values["prediction"]),
-            window_days=int(values["window_days"]),
             val_mae=float(values["val_mae"]),
             val_coverage_80=float(values["val_coverage_80"]),
+            window_days=int(values["window_days"]) if "window_days" in values else None,
         )
 
     @classmethod

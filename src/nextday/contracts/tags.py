@@ -62,6 +62,10 @@ REUSE_KEY = "nextday.reuse_key"
 SKIPPED = "nextday.skipped"  # the models main skipped, or "none"
 SKIPPED_REASON = "nextday.skipped."  # + model: why
 REUSED = "nextday.reused"
+# on each step run main made: the top-level config groups the step read (comma-separated),
+# and a hash of their values; with REUSE_KEY, what decides whether main reuses the run
+CONFIG_READ = "nextday.config_read"
+CONFIG_HASH = "nextday.config_read.sha256"
 
 
 def input_tag(step: str) -> str:

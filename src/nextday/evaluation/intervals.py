@@ -39,8 +39,13 @@ def crps_from_quantiles(quantiles: np.ndarray, levels: np.ndarray, actual) -> fl
     return float(2.0 * loss.mean())
 
 
+def level_tag(level: float) -> str:
+    """How a level appears in metric names: 0.8 -> "80" (coverage_80, width_80)."""
+    return f"{round(level * 100):d}"
+
+
 def interval_metrics(lower, upper, actual, level: float = 0.8) -> dict[str, float]:
-    tag = f"{round(level * 100):d}"
+    tag = level_tag(level)
     return {
         f"coverage_{tag}": coverage(lower, upper, actual),
         f"width_{tag}": width(lower, upper),

@@ -76,6 +76,21 @@ def daily_ic(prediction: np.ndarray, actual: np.ndarray, dates: np.ndarray) -> p
     return (covariance / denominator.where(denominator > 0)).dropna()
 
 
+def direction_hits(prediction, actual) -> np.ndarray:
+    """Per row: 1.0 where the prediction has the actual's sign, 0.0 where not, NaN where the
+    actual is zero (no direction to get right)."""
+    prediction, actual = np.asarray(prediction, dtype=float), np.asarray(actual, dtype=float)
+    hits = (np.sign(prediction) == np.sign(actual)).astype(float)
+    return np.where(actual != 0, hits, np.nan)
+
+
+def direction_accuracy(prediction, actual) -> float:
+    """dir_acc: the share of rows with a non-zero actual whose sign the prediction gets right
+    (NaN when no row moved)."""
+    hits = direction_hits(prediction, actual)
+    return float(np.nanmean(hits)) if np.isfinite(hits).any() else float("nan")
+
+
 def point_metrics(prediction, actual, dates) -> dict[str, float]:
     """mae, rmse, r2, dir_acc, ic and skill of `prediction` against `actual`.
 
@@ -92,16 +107,13 @@ def point_metrics(prediction, actual, dates) -> dict[str, float]:
     error = prediction - actual
     mae = float(np.mean(np.abs(error)))
     total = float(np.sum((actual - actual.mean()) ** 2))
-    moved = actual != 0
     ic = daily_ic(prediction, actual, np.asarray(dates))
     zero_mae = float(np.mean(np.abs(actual)))
     return {
         "mae": mae,
         "rmse": float(np.sqrt(np.mean(error**2))),
         "r2": 1.0 - float(np.sum(error**2)) / total if total > 0 else float("nan"),
-        "dir_acc": float(np.mean(np.sign(prediction[moved]) == np.sign(actual[moved])))
-        if moved.any()
-        else float("nan"),
+        "dir_acc": direction_accuracy(prediction, actual),
         "ic": float(ic.mean()) if len(ic) else float("nan"),
         "skill": 1.0 - mae / zero_mae if zero_mae > 0 else float("nan"),
     }

@@ -7,9 +7,13 @@ intervals can be trusted, and when it must be replaced.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
+from nextday.contracts.metadata import ExportMetadata
 from nextday.evaluation import claims
+from nextday.export.gate import Check
 from nextday.models.architectures import architecture
 from nextday.models.spec import ModelSpec
 from nextday.reports import markdown
@@ -62,6 +66,11 @@ rows. Exported from run `{export_run}` (code {git_commit}).
 """
 
 
+JUDGED_ROWS = {
+    "normal": "ordinary days (no earnings report before the next open)",
+    "earnings": "earnings days (a report lands between close t and open t+1)",
+    "all": "every day",
+}
 DATA_SOURCES = {
     "synthetic": "the built-in synthetic market",
     "yfinance": "Yahoo Finance daily bars",
@@ -86,12 +95,13 @@ def _table(metrics: dict[str, float], names: tuple[str, ...]) -> str:
 
 
 def render(
-    metadata: dict, checks, export_run: str, data_source: str, *, significance: float
+    metadata: ExportMetadata, checks: Sequence[Check], data_source: str, *, significance: float
 ) -> str:
-    """The card's text; `significance` is the level at which the card may say "beats"."""
-    metrics = metadata["metrics"]
-    spec = metadata["hyperparameters"]
-    data = metadata["data"]
+    """The card's text; `data_source` is the config's `data.source`, `significance` the
+    gate's level (export.gate.significance), at which the card may say "beats"."""
+    metrics = metadata.metrics
+    spec = ModelSpec.from_dict(metadata.hyperparameters)
+    data = metadata.data
     skill = metrics.get("test_skill", float("nan"))
     dm_p = metrics.get("dm_zero_mae_p", float("nan"))
     segments = ", ".join(
@@ -100,17 +110,13 @@ def render(
         if name in data["segments"]
     )
     return TEMPLATE.format(
-        registered_model=metadata["registered_model"],
-        version=metadata["version"],
-        arch_name=architecture(spec["arch"]).describe(ModelSpec.from_dict(spec)),
-        n_features=len(metadata["features"]),
-        export_run=export_run,
-        git_commit=metadata["git_commit"],
-        judged_rows={
-            "normal": "ordinary days (no earnings report before the next open)",
-            "earnings": "earnings days (a report lands between close t and open t+1)",
-            "all": "every day",
-        }[spec["evaluate_rows"]],
+        registered_model=metadata.registered_model,
+        version=metadata.version,
+        arch_name=architecture(spec.arch).describe(spec),
+        n_features=len(metadata.features),
+        export_run=metadata.runs["export"],
+        git_commit=metadata.git_commit,
+        judged_rows=JUDGED_ROWS[spec.evaluate_rows],
         skill_line=f"test skill vs the zero predictor {skill:+.4f}",
         data_source=DATA_SOURCES.get(data_source, data_source),
         symbols=data["symbols"],
@@ -120,14 +126,14 @@ def render(
         segments=segments,
         metrics_table=_table(metrics, ("mae", "rmse", "dir_acc", "ic")),
         significance_line=_significance_line(dm_p, significance),
-        passes=metadata["mc"]["passes"],
-        n_calibration=metadata["calibration"]["n_calibration"],
+        passes=metadata.mc["passes"],
+        n_calibration=metadata.calibration["n_calibration"],
         coverage=metrics.get("test_coverage_80", float("nan")),
         width=metrics.get("test_width_80", float("nan")),
         checks="\n".join(
             f"- {'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}" for c in checks
         ),
-        model=metadata["model"],
+        model=metadata.model,
     )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from nextday.export import graphs
 from nextday.models.spec import ModelSpec
-from nextday.uncertainty.calibration import Calibration
+from nextday.uncertainty.calibration import Calibration, scale_columns
 
 
 def file_names(spec: ModelSpec, version: int) -> dict[str, str]:
@@ -53,14 +53,11 @@ def write_onnx(
     """Convert `model` into the four files under `folder`; returns role -> file name."""
     import onnx
 
-    missing = [f for f in calibration.scale_features if f not in spec.features]
-    if missing:
-        raise ValueError(f"the calibration's scale features {missing} are not model inputs")
+    columns = scale_columns(spec.features, calibration.scale_features)  # refuses unknown ones
     network = graphs.network_of(model, spec)
-    scale_columns = [spec.features.index(f) for f in calibration.scale_features]
     samples = graphs.to_onnx(graphs.samples_function(network, passes, seed), opset)
     calibrated = graphs.to_onnx(
-        graphs.calibration_function(network, calibration, scale_columns, passes), opset
+        graphs.calibration_function(network, calibration, columns, passes), opset
     )
     names = file_names(spec, version)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,19 @@
-"""The promotion gate: which checks a new version must pass before it serves."""
+"""The promotion gate: which checks a new version must pass before it serves.
+
+`acceptance` gathers what any version must show on its own (parity, calibration, skill), one
+function per check; `versus_production` is the last check, against the version serving now
+(`nextday.export.promotion` runs it and acts on the result).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nextday.export.parity import Parity
+    from nextday.export.settings import ExportSettings
 
 
 @dataclass(frozen=True)
@@ -12,37 +23,58 @@ class Check:
     detail: str
 
 
-def acceptance_checks(
-    parity_deterministic: float,
-    tolerance: float,
-    parity_mc_ok: bool,
-    parity_mc_detail: str,
-    coverage: float,
-    band: tuple[float, float],
-    dm_p: float,
-    significance: float,
+def acceptance(
+    parity: Parity, metrics: Mapping[str, float], settings: ExportSettings
 ) -> list[Check]:
-    """Parity, calibration and skill: what any version must show on its own."""
-    low, high = band
+    """What any version must show on its own, from its parity results and the served
+    output's metrics (`nextday.export.judging`): parity, calibration and skill."""
+    tolerance = settings.parity.tolerance
     return [
-        Check(
-            "parity_deterministic",
-            parity_deterministic <= tolerance,
-            f"max |ONNX - Keras| {parity_deterministic:.2e} (limit {tolerance:.0e})",
-        ),
-        Check("parity_mc", parity_mc_ok, parity_mc_detail),
-        Check(
-            "calibration",
-            low <= coverage <= high,
-            f"test coverage of the 80% interval {coverage:.3f} (band {low:.2f}-{high:.2f})",
-        ),
-        Check(
-            "beats_zero",
-            dm_p < significance,
-            f"Diebold-Mariano p = {dm_p:.3g} that the model beats the zero predictor on test "
-            f"(needs < {significance:g})",
-        ),
+        parity_deterministic(parity.max_abs_diff, tolerance),
+        Check("parity_mc", parity.mc_ok, parity.mc_detail),
+        parity_calibration(parity.calibration_max_abs_diff, tolerance),
+        calibration(metrics["test_coverage_80"], settings.gate.coverage_band),
+        beats_zero(metrics.get("dm_zero_mae_p", float("nan")), settings.gate.significance),
     ]
+
+
+def parity_deterministic(max_abs_diff: float, tolerance: float) -> Check:
+    """The deterministic graph answers what Keras answers (dropout off), on every case."""
+    return Check(
+        "parity_deterministic",
+        max_abs_diff <= tolerance,
+        f"max |ONNX - Keras| {max_abs_diff:.2e} (limit {tolerance:.0e})",
+    )
+
+
+def parity_calibration(max_abs_diff: float, tolerance: float) -> Check:
+    """The MC graph's calibration answers what `Calibration.apply` answers."""
+    return Check(
+        "parity_calibration",
+        max_abs_diff <= tolerance,
+        f"max |ONNX - Calibration.apply| {max_abs_diff:.2e} on the same MC samples "
+        f"(limit {tolerance:.0e})",
+    )
+
+
+def calibration(coverage: float, band: tuple[float, float]) -> Check:
+    """The 80% interval covers about 80% of test outcomes."""
+    low, high = band
+    return Check(
+        "calibration",
+        low <= coverage <= high,
+        f"test coverage of the 80% interval {coverage:.3f} (band {low:.2f}-{high:.2f})",
+    )
+
+
+def beats_zero(dm_p: float, significance: float) -> Check:
+    """The model beats the zero predictor on test (one-sided Diebold-Mariano, absolute loss)."""
+    return Check(
+        "beats_zero",
+        dm_p < significance,
+        f"Diebold-Mariano p = {dm_p:.3g} that the model beats the zero predictor on test "
+        f"(needs < {significance:g})",
+    )
 
 
 def versus_production(

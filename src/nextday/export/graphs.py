@@ -5,7 +5,8 @@
   `RandomUniform`, and the calibration applied; outputs `prediction` (the MC mean), `sigma`,
   `p10`, `p50`, `p90` and `mc_sd` (the raw spread of the passes). It is converted as two
   graphs, the passes (`samples`) and the calibration, joined by `join`, so that the float16
-  variant can convert the passes alone.
+  variant can convert the passes alone; `calibration_part` cuts the calibration out of the
+  joined graph again for its parity check against `Calibration.apply`.
 
 Keras 3's `Dropout(training=True)` becomes `StatelessRandomUniformV2`, which tf2onnx cannot
 convert, and captured Keras variables become graph inputs. So the forward pass is rebuilt here
@@ -268,6 +269,8 @@ def join(samples_graph, calibration_graph):
         list(samples_graph.graph.input),
         outputs,
         initializer=[*samples_graph.graph.initializer, *calibration_graph.graph.initializer],
+        # the seam, declared: `calibration_part` cuts the calibration out again there
+        value_info=[o for o in samples_graph.graph.output if o.name == SAMPLES],
     )
     opsets = {o.domain: o.version for o in samples_graph.opset_import}
     for o in calibration_graph.opset_import:
@@ -281,3 +284,12 @@ def join(samples_graph, calibration_graph):
     proto.ir_version = samples_graph.ir_version
     onnx.checker.check_model(proto)
     return proto
+
+
+def calibration_part(mc_graph):
+    """The calibration inside a joined MC graph as a model of its own: `samples` and
+    `features` in, the five served outputs out. Export's parity check runs it against
+    `Calibration.apply` on the same samples."""
+    import onnx
+
+    return onnx.utils.Extractor(mc_graph).extract_model([SAMPLES, INPUT_NAME], list(OUTPUTS))

@@ -1,20 +1,24 @@
-"""metadata.json and the model card of an export: what a version is, where it came from."""
+"""metadata.json of an export (`ExportMetadata`): what a version is, where it came from, and
+the checksums every copy of it is checked against."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from nextday.config import CONF_DIR
+from nextday.contracts import artifacts
+from nextday.contracts.metadata import ExportMetadata
+from nextday.export.inputs import ExportInputs
+from nextday.export.settings import ExportSettings, ServingSettings
+from nextday.inference.checks import input_columns
 from nextday.inference.model import sha256
 from nextday.inference.outputs import OUTPUTS
-
-CARD = "model_card.md"
-METRIC_NAMES = ("mae", "rmse", "r2", "dir_acc", "ic", "skill")
+from nextday.models.spec import ModelSpec
 
 
 def git_commit() -> str:
@@ -35,6 +39,7 @@ def git_commit() -> str:
 
 
 def data_summary(dataset: pd.DataFrame) -> dict:
+    """The dataset's dates, symbols and rows, whole and per segment."""
     dates = pd.to_datetime(dataset["date"])
     segments = {}
     for segment, rows in dataset.groupby("split"):
@@ -53,55 +58,54 @@ def data_summary(dataset: pd.DataFrame) -> dict:
     }
 
 
-def build(
-    *,
-    registered_model: str,
-    version: int,
-    spec,
-    processor: dict,
-    calibration: dict,
-    files: dict[str, str],
-    metrics: dict[str, float],
-    data: dict,
-    runs: dict[str, str],
-    trained_at: str,
-    opset: int,
-    passes: int,
-    seed: int,
-    input_columns: list[str],
-    float16_on_gpu: bool = False,
-    serving: dict | None = None,
-) -> dict:
-    """The metadata dict, without checksums yet (`seal` adds them once the card is written)."""
+def serving_policy(settings: ServingSettings, spec: ModelSpec, train_x: np.ndarray) -> dict:
+    """The serving policy (export.serving) and each feature's range on the training rows
+    (`train_x`, their own features), for the out-of-range check of ModelInference."""
+    low, high = np.min(train_x, axis=0), np.max(train_x, axis=0)
     return {
-        "registered_model": registered_model,
-        "version": version,
-        "model": spec.name,
-        "arch": spec.arch,
-        "features": list(spec.features),
-        "window": spec.input_window,
-        "input_columns": input_columns,
-        "outputs": list(OUTPUTS),
-        "trained_at": trained_at,
-        "metrics": metrics,
-        "processor": processor,  # the feature processor inside the graphs (clip, scale)
-        "calibration": calibration,
-        "mc": {"passes": passes, "seed": seed},
-        "data": data,
-        "hyperparameters": asdict(spec),
-        "runs": runs,
-        "git_commit": git_commit(),
-        "onnx_opset": opset,
-        "float16_on_gpu": float16_on_gpu,  # ModelInference's default on a CUDA device
-        "serving": serving or {},  # row limit, out-of-range policy and training ranges
-        "files": files,
+        **asdict(settings),
+        "ranges": {name: [float(low[i]), float(high[i])] for i, name in enumerate(spec.features)},
     }
 
 
-def seal(metadata: dict, folder: Path) -> Path:
-    """Add the SHA-256 of every ONNX file and of the model card; write metadata.json."""
-    names = [*metadata["files"].values(), CARD]
-    metadata["sha256"] = {name: sha256(folder / name) for name in names}
-    path = folder / "metadata.json"
-    path.write_text(json.dumps(metadata, indent=2, default=str))
-    return path
+def build(
+    inputs: ExportInputs,
+    registered_model: str,
+    version: int,
+    files: dict[str, str],
+    metrics: dict[str, float],
+    settings: ExportSettings,
+) -> ExportMetadata:
+    """The metadata of `inputs` exported as `version` of `registered_model`, without
+    checksums yet (`seal` adds them once the card is written)."""
+    spec = inputs.spec
+    return ExportMetadata(
+        registered_model=registered_model,
+        version=version,
+        model=spec.name,
+        arch=spec.arch,
+        features=list(spec.features),
+        window=spec.input_window,
+        input_columns=input_columns(spec.features, spec.input_window),
+        outputs=list(OUTPUTS),
+        trained_at=inputs.trained_at,
+        metrics=dict(metrics),
+        processor=inputs.processor,  # the feature processor inside the graphs (clip, scale)
+        calibration=inputs.calibration_json,
+        mc={"passes": inputs.calibration.passes, "seed": settings.seed},
+        data=data_summary(inputs.dataset),
+        hyperparameters=asdict(spec),
+        runs=inputs.runs,
+        git_commit=git_commit(),
+        onnx_opset=settings.opset,
+        float16_on_gpu=settings.float16,
+        serving=serving_policy(settings.serving, spec, inputs.data.train_flat),
+        files=files,
+    )
+
+
+def seal(metadata: ExportMetadata, folder: Path) -> Path:
+    """Add the SHA-256 of every file and of the model card; write metadata.json."""
+    names = [*metadata.files.values(), artifacts.CARD.name]
+    metadata.sha256 = {name: sha256(folder / name) for name in names}
+    return metadata.to_json(folder / artifacts.METADATA.name)

@@ -1,17 +1,96 @@
-"""Does the ONNX model answer what the Keras model answers?
+"""Does the ONNX model answer what the Keras model and the calibration answer?
 
 Deterministic graph: max absolute difference against Keras (dropout off) on the whole test
 segment and on edge cases. MC graph: its per-row mean and spread against Keras MC dropout,
 statistically (both are random): many calls of each, per-row z-scores of the difference of
-means, and the ratio of the average spreads.
+means, and the ratio of the average spreads. Calibration: the MC graph's calibration part
+against `Calibration.apply` (its one NumPy form) on the same MC samples. float16: the float16
+variant's error against float32 on the same masks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from nextday.evaluation.metrics import prefixed
+from nextday.export import graphs, runtime
 from nextday.export.graphs import Network
+from nextday.export.settings import ParitySettings
+from nextday.inference.outputs import OUTPUTS
+from nextday.models.spec import ModelSpec
+from nextday.uncertainty.calibration import Calibration, own_features, scale_columns
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Every parity result of one export."""
+
+    deterministic: pd.DataFrame  # one row per case (`deterministic`)
+    mc: dict[str, float]  # `mc`
+    mc_ok: bool  # `mc_passes`
+    calibration_max_abs_diff: float  # `calibration`
+    float16: dict[str, float]  # `float16_error`
+
+    @property
+    def max_abs_diff(self) -> float:
+        """The deterministic graph's largest difference from Keras over every case."""
+        return float(self.deterministic["max_abs_diff"].max())
+
+    @property
+    def mc_detail(self) -> str:
+        return (
+            f"share of rows with |z| > 4: {self.mc['share_abs_z_above_4']:.3f}, spread ratio "
+            f"ONNX/Keras {self.mc['spread_ratio']:.3f}"
+        )
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The export run's parity_* and fp16_* metrics."""
+        return {
+            "parity_max_abs_diff": self.max_abs_diff,
+            "parity_test_max_abs_diff": float(self.deterministic["max_abs_diff"].iloc[0]),
+            **prefixed(self.mc, "parity_mc"),
+            "parity_calibration_max_abs_diff": self.calibration_max_abs_diff,
+            **self.float16,
+        }
+
+
+def check(
+    model,
+    spec: ModelSpec,
+    calibration: Calibration,
+    folder: Path,
+    files: dict[str, str],
+    test_x: np.ndarray,
+    seed: int,
+    settings: ParitySettings,
+) -> Parity:
+    """Every check of the files `write_onnx` wrote to `folder` against the Keras `model` and
+    the calibration: the deterministic graph on the test rows and edge cases, the MC graph
+    and its calibration on the first `settings.mc_rows` test rows, float16 on every test row."""
+    from nextday.uncertainty.mc_dropout import mc_samples
+
+    passes = calibration.passes
+    rows = np.asarray(test_x[: settings.mc_rows], dtype=np.float32)
+    cases = edge_cases(test_x, graphs.network_of(model, spec), seed)
+    table = deterministic(model, runtime.session(folder / files["deterministic"]), cases)
+    mc_graph = runtime.session(folder / files["mc_optimized"])
+    mc_result = mc(model, mc_graph, rows, passes, settings.mc_calls, seed)
+    samples = mc_samples(model, rows, passes, seed)
+    return Parity(
+        deterministic=table,
+        mc=mc_result,
+        mc_ok=mc_passes(mc_result, settings.mc_max_share_z_above_4, settings.mc_spread_band),
+        calibration_max_abs_diff=calibration_difference(
+            folder / files["mc"], calibration, spec.features, samples, rows
+        ),
+        float16=float16_error(folder, files, test_x),
+    )
 
 
 def edge_cases(x_test: np.ndarray, network: Network, seed: int) -> dict[str, np.ndarray]:
@@ -61,16 +140,18 @@ def mc(model, session, x: np.ndarray, passes: int, calls: int, seed: int) -> dic
     x = np.asarray(x, dtype=np.float32)
     name = session.get_inputs()[0].name
     outputs = [o.name for o in session.get_outputs()]
-    onnx_mean, onnx_sd, keras_mean, keras_sd = [], [], [], []
+    calls_of: dict[str, list[np.ndarray]] = {"onnx": [], "onnx_sd": [], "keras": [], "keras_sd": []}
     for call in range(calls):
         out = dict(zip(outputs, session.run(None, {name: x}), strict=True))
-        onnx_mean.append(out["prediction"])
-        onnx_sd.append(out["mc_sd"])
+        calls_of["onnx"].append(out["prediction"])
+        calls_of["onnx_sd"].append(out["mc_sd"])
         samples = mc_samples(model, x, passes, seed + call)
-        keras_mean.append(samples.mean(axis=0))
-        keras_sd.append(samples.std(axis=0))
-    onnx_mean, keras_mean = np.array(onnx_mean, float), np.array(keras_mean, float)
-    onnx_sd, keras_sd = np.array(onnx_sd, float), np.array(keras_sd, float)
+        calls_of["keras"].append(samples.mean(axis=0))
+        calls_of["keras_sd"].append(samples.std(axis=0))
+    # calls x rows each
+    onnx_mean, keras_mean, onnx_sd, keras_sd = (
+        np.array(calls_of[k], float) for k in ("onnx", "keras", "onnx_sd", "keras_sd")
+    )
     standard_error = np.sqrt(
         (onnx_mean.var(axis=0, ddof=1) + keras_mean.var(axis=0, ddof=1)) / calls
     )
@@ -89,6 +170,44 @@ def mc(model, session, x: np.ndarray, passes: int, calls: int, seed: int) -> dic
     }
 
 
-def mc_passes(result: dict[str, float], max_share: float, spread_band) -> bool:
+def mc_passes(result: dict[str, float], max_share: float, spread_band: tuple[float, float]) -> bool:
+    """Few rows whose means differ beyond noise, and a spread within the band."""
     low, high = spread_band
     return result["share_abs_z_above_4"] <= max_share and low <= result["spread_ratio"] <= high
+
+
+def calibration_difference(
+    mc_graph: Path,
+    calibration: Calibration,
+    features: Sequence[str],
+    samples: np.ndarray,
+    x: np.ndarray,
+) -> float:
+    """The largest |ONNX - `Calibration.apply`| over the five outputs: the MC graph's
+    calibration part and the NumPy calibration on the same `samples` (passes x rows of `x`).
+    The graph computes in float32, so both read the samples rounded to float32."""
+    import onnx
+
+    part = runtime.session(graphs.calibration_part(onnx.load(mc_graph)).SerializeToString())
+    samples = np.asarray(samples, dtype=np.float32)
+    x = np.asarray(x, dtype=np.float32)
+    names = [o.name for o in part.get_outputs()]
+    served = dict(
+        zip(names, part.run(None, {graphs.SAMPLES: samples, graphs.INPUT_NAME: x}), strict=True)
+    )
+    columns = scale_columns(features, calibration.scale_features)
+    expected = calibration.apply(samples.astype(np.float64), own_features(x)[:, columns])
+    return max(float(np.max(np.abs(served[n] - expected[n]))) for n in OUTPUTS)
+
+
+def float16_error(folder: Path, files: dict[str, str], x: np.ndarray) -> dict[str, float]:
+    """float16 vs float32 MC graph on the same rows; fresh sessions draw the same masks."""
+    full = runtime.outputs(runtime.session(folder / files["mc"]), x)
+    half = runtime.outputs(runtime.session(folder / files["mc_float16"]), x)
+    scale = float(np.mean(np.abs(full["prediction"])))
+    out = {"fp16_mean_abs_prediction_fp32": scale}
+    for name in ("prediction", "sigma", "p10", "p90"):
+        difference = np.abs(half[name] - full[name])
+        out[f"fp16_max_abs_err_{name}"] = float(difference.max())
+        out[f"fp16_mean_abs_err_{name}"] = float(difference.mean())
+    return out

@@ -12,19 +12,52 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from nextday.contracts import tags
+from nextday.contracts.metadata import ExportMetadata
+from nextday.evaluation import claims
+from nextday.export.gate import Check
 from nextday.inference.model import ChecksumError, find_metadata, verify
 
 log = logging.getLogger(__name__)
 
 PRODUCTION, CHALLENGER, PREVIOUS = "production", "challenger", "previous-production"
-GATE_TAG = "nextday.gate"
+# the metrics a version carries as tags (metric.<name>), for `versions` and the registry UI
+TAGGED_METRICS = (
+    "val_mae",
+    "test_mae",
+    "test_rmse",
+    "test_r2",
+    "test_dir_acc",
+    "test_ic",
+    "test_skill",
+    "test_coverage_80",
+    "test_width_80",
+    "baseline_zero_test_mae",
+    "dm_zero_mae_p",
+    "parity_max_abs_diff",
+)
+
+# `versions`: one row per version ("-" where a version has no such tag)
+VERSION_COLUMNS = (
+    "model",
+    "version",
+    "aliases",
+    "stage",
+    "test_mae",
+    "zero_mae",
+    "vs_zero",
+    "promoted",
+    "gate",
+)
 
 
 def registered_name(prefix: str, model: str) -> str:
@@ -77,8 +110,8 @@ def promote(client, name: str, version: str, reason: str) -> ModelVersion | None
     if challenger is not None and str(challenger.version) == version:
         client.delete_registered_model_alias(name, CHALLENGER)
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    client.set_model_version_tag(name, version, "nextday.promoted_at", now)
-    client.set_model_version_tag(name, version, "nextday.promotion_reason", reason)
+    client.set_model_version_tag(name, version, tags.PROMOTED_AT, now)
+    client.set_model_version_tag(name, version, tags.PROMOTION_REASON, reason)
     log.info(
         "%s version %s is now production (%s)%s",
         name,
@@ -93,7 +126,84 @@ def promote(client, name: str, version: str, reason: str) -> ModelVersion | None
 
 def mark_challenger(client, name: str, version: str, reasons: list[str]) -> None:
     client.set_registered_model_alias(name, CHALLENGER, str(version))
-    client.set_model_version_tag(name, str(version), GATE_TAG, "failed: " + "; ".join(reasons))
+    client.set_model_version_tag(name, str(version), tags.GATE, "failed: " + "; ".join(reasons))
+
+
+def version_tags(metadata: ExportMetadata, checks: Sequence[Check]) -> dict[str, str]:
+    """What a registered version says about itself: the model, its data and runs, the
+    checksums every cached copy is checked against, headline metrics and the checks."""
+    data = metadata.data
+    out = {
+        tags.MODEL: metadata.model,
+        tags.ARCH: metadata.arch,
+        tags.FEATURES: ",".join(metadata.features),
+        tags.TRAINED_AT: metadata.trained_at,
+        tags.GIT_COMMIT: metadata.git_commit,
+        tags.DATA: f"{data['symbols']} symbols, {data['first_date']} to {data['last_date']}",
+        tags.MC_PASSES: str(metadata.mc["passes"]),
+        **{f"{tags.VERSION_RUN}{step}": run for step, run in metadata.runs.items()},
+        tags.SHA256: json.dumps(metadata.sha256, sort_keys=True),
+    }
+    for name in TAGGED_METRICS:
+        if name in metadata.metrics:
+            out[f"{tags.VERSION_METRIC}{name}"] = f"{metadata.metrics[name]:.6g}"
+    for check in checks:
+        out[f"{tags.CHECK}{check.name}"] = ("pass: " if check.passed else "fail: ") + check.detail
+    return out
+
+
+def register(
+    client, model_uri: str, metadata: ExportMetadata, checks: Sequence[Check], card: str
+) -> str:
+    """Register the logged model as a version of `metadata.registered_model`, tagged and
+    described by its card; returns the version the registry gave (warned about when it is
+    not the one the files are named after: another export registered in between)."""
+    name = metadata.registered_model
+    version = mlflow.register_model(model_uri, name, tags=version_tags(metadata, checks)).version
+    if int(version) != metadata.version:
+        log.warning(
+            "export: files are named v%d but the registry gave version %s",
+            metadata.version,
+            version,
+        )
+    client.update_model_version(name, version, description=card)
+    return str(version)
+
+
+def versions_table(client, prefix: str, significance: float) -> pd.DataFrame:
+    """Every version of the registered models named `prefix`*: aliases, stage, the test MAE
+    beside the zero predictor's (and whether it beats it at `significance`), why it was
+    promoted and the gate's decision; sorted by model and version."""
+    rows = []
+    for model in client.search_registered_models(f"name LIKE '{prefix}%'"):
+        for found in client.search_model_versions(f"name = '{model.name}'"):
+            # the search leaves aliases out: fetch each version whole
+            version = client.get_model_version(model.name, found.version)
+            recorded = version.tags
+            rows.append(
+                {
+                    "model": model.name,
+                    "version": int(version.version),
+                    "aliases": ",".join(version.aliases) or "-",
+                    "stage": "-"
+                    if version.current_stage in (None, "None")
+                    else version.current_stage,
+                    "test_mae": recorded.get(f"{tags.VERSION_METRIC}test_mae", "-"),
+                    "zero_mae": recorded.get(f"{tags.VERSION_METRIC}baseline_zero_test_mae", "-"),
+                    "vs_zero": _versus_zero(recorded, significance),
+                    "promoted": recorded.get(tags.PROMOTION_REASON, "-"),
+                    "gate": recorded.get(tags.GATE, "-"),
+                }
+            )
+    return pd.DataFrame(rows, columns=VERSION_COLUMNS).sort_values(["model", "version"])
+
+
+def _versus_zero(recorded: dict[str, str], level: float) -> str:
+    """A version's test comparison with the zero predictor, as far as its DM test allows."""
+    raw = recorded.get(f"{tags.VERSION_METRIC}dm_zero_mae_p")
+    p = float(raw) if raw not in (None, "") else None
+    verdict = claims.outcome(p, level)
+    return verdict if p is None else f"{verdict} (p={p:.3g})"
 
 
 def rollback(client, name: str, version: int | str | None = None) -> ModelVersion:
@@ -128,9 +238,9 @@ def download(name: str, version: ModelVersion, target: Path) -> Path:
             artifact_uri=f"models:/{name}/{version.version}", dst_path=str(staging)
         )
         metadata_path = find_metadata(staging)
-        metadata = json.loads(metadata_path.read_text())
+        metadata = ExportMetadata.from_json(metadata_path)
         try:
-            verify(metadata_path.parent, metadata)
+            verify(metadata_path.parent, metadata.sha256)
         except ChecksumError as error:
             raise ChecksumError(f"{name} version {version.version}: {error}") from error
         if target.exists():

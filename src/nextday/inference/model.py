@@ -17,19 +17,20 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from nextday.contracts import artifacts, tags
+from nextday.contracts.metadata import ExportMetadata
 from nextday.inference.checks import InputError, check_keys, input_columns, row_count, to_array
 from nextday.inference.outputs import OUT_OF_RANGE, OUTPUTS
 
 log = logging.getLogger(__name__)
 
-METADATA = "metadata.json"
-# on a registered version: the SHA-256 of every file of the export, as JSON (export sets it)
-SHA_TAG = "nextday.sha256"
+METADATA = artifacts.METADATA.name
 CACHE_ENV = "NEXTDAY_MODEL_CACHE"
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -76,9 +77,10 @@ def find_metadata(folder: Path) -> Path:
     return found[0]
 
 
-def verify(folder: Path, metadata: dict) -> None:
-    """Every file the metadata lists must be there with its recorded SHA-256."""
-    for name, expected in metadata["sha256"].items():
+def verify(folder: Path, checksums: Mapping[str, str]) -> None:
+    """Every file of `checksums` (file -> SHA-256: `ExportMetadata.sha256`, or the registry's
+    version tag) must be there with that checksum."""
+    for name, expected in checksums.items():
         path = Path(folder) / name
         if not path.exists():
             raise ChecksumError(f"{path} is missing (listed in {METADATA})")
@@ -119,7 +121,7 @@ def local_folder(source: str | Path) -> Path:
     if text.startswith("models:/"):
         name, number = _name_and_version(text)
         version = mlflow.MlflowClient().get_model_version(name, number)
-        recorded = version.tags.get(SHA_TAG)
+        recorded = version.tags.get(tags.SHA256)  # export's checksums, as JSON
         expected = json.loads(recorded) if recorded else None
         resolved = f"models:/{name}/{version.version}"
         identity = f"{resolved}|{version.run_id}|{version.source}|{recorded}"
@@ -143,7 +145,7 @@ def local_folder(source: str | Path) -> Path:
         folder = find_metadata(target).parent
         try:
             if expected is not None:
-                verify(folder, {"sha256": expected})
+                verify(folder, expected)
             return folder
         except ChecksumError:
             if attempt == 1:
@@ -194,7 +196,9 @@ def _session(path: str, digest: str, provider: str, threads: int | None):
 
 
 class ModelInference:
-    """predict(one row) and predict_batch(many rows) -> prediction, sigma, p10, p50, p90."""
+    """predict(one row) and predict_batch(many rows) -> prediction, sigma, p10, p50, p90.
+
+    `metadata` is the export's `ExportMetadata` (metadata.json), checked against its files."""
 
     def __init__(
         self,
@@ -210,30 +214,30 @@ class ModelInference:
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
         self.folder = local_folder(source)
-        self.metadata = json.loads((self.folder / METADATA).read_text())
-        verify(self.folder, self.metadata)
+        self.metadata = ExportMetadata.from_json(self.folder / METADATA)
+        verify(self.folder, self.metadata.sha256)
         available = ort.get_available_providers()
         if device == "cuda" and CUDA not in available:
             raise RuntimeError(f"device=cuda but ONNX Runtime offers only {available}")
         use_cuda = device != "cpu" and CUDA in available
-        files = self.metadata["files"]
+        files = self.metadata.files
         if float16 is None:  # the export's choice (export.float16)
-            float16 = bool(self.metadata.get("float16_on_gpu", False))
+            float16 = self.metadata.float16_on_gpu
         if use_cuda:
             role = "mc_float16" if float16 else "mc"
         else:
             role = "mc_optimized"  # float16 is for GPUs: the CPU runs float32
         self.file = self.folder / files[role]
         self.session = _session(
-            str(self.file), self.metadata["sha256"][files[role]], CUDA if use_cuda else CPU, threads
+            str(self.file), self.metadata.sha256[files[role]], CUDA if use_cuda else CPU, threads
         )
         self.provider = self.session.get_providers()[0]
-        self.features: list[str] = list(self.metadata["features"])
-        self.window = int(self.metadata.get("window", 1))
+        self.features: list[str] = list(self.metadata.features)
+        self.window = int(self.metadata.window)
         self.input_name = self.session.get_inputs()[0].name
         self.logger = logger  # a nextday.monitoring.logger.PredictionLogger, or None
         self.output_names = [o.name for o in self.session.get_outputs()]
-        serving = {**DEFAULT_SERVING, **self.metadata.get("serving", {})}
+        serving = {**DEFAULT_SERVING, **self.metadata.serving}
         self.max_rows = int(max_rows or serving["max_rows"])
         self.out_of_range = str(serving["out_of_range"])
         if self.out_of_range not in RANGE_POLICIES:
@@ -242,11 +246,11 @@ class ModelInference:
 
     @property
     def name(self) -> str:
-        return str(self.metadata["registered_model"])
+        return str(self.metadata.registered_model)
 
     @property
     def version(self) -> str:
-        return str(self.metadata["version"])
+        return str(self.metadata.version)
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's raw outputs (the five and `mc_sd`) for a checked float32 array."""

@@ -7,11 +7,16 @@ judged on inputs the model did not get, nor wrecked by outliers the model is pro
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
 
 from nextday.models.processor import FeatureProcessor
+
+if TYPE_CHECKING:
+    from nextday.models.data import ModelData
 
 BASELINES = ("zero", "mean", "linear", "tree")
 
@@ -68,6 +73,16 @@ class Baselines:
             random_state=self.seed, early_stopping=False, **self.tree_params
         ).fit(processed, y, sample_weight=weight)
         return self
+
+    def fit_model_rows(self, data: ModelData, limit: int | None = None) -> Baselines:
+        """Fit on a model's own training rows (and weights), `limit` of them drawn (seeded)
+        when there are more."""
+        x, y, weight = data.train_flat, data.train.y.astype(np.float64), data.train.weight
+        dates, judged = data.train_dates, data.train_judged
+        if limit is not None and len(x) > limit:
+            take = np.sort(np.random.default_rng(self.seed).choice(len(x), limit, replace=False))
+            x, y, weight, dates, judged = x[take], y[take], weight[take], dates[take], judged[take]
+        return self.fit(x, y, weight, dates, judged)
 
     def _choose_alpha(self, x, y, weight, dates, judged) -> float:
         if len(self.ridge_alphas) == 1:

@@ -11,7 +11,7 @@ hold the same object; `save`/`load` are its files (model_files/ of a train or tu
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -45,6 +45,11 @@ class NextdayModel:
         self.processor_: FeatureProcessor | None = None
         self.history_ = None
         self.data_: ModelData | None = None
+
+    @classmethod
+    def from_config(cls, spec: ModelSpec, train: Mapping) -> NextdayModel:
+        """An unfitted model of `spec`, trained the way the `train` config group says."""
+        return cls(spec, bool(train["deterministic"]), int(train["steps_per_execution"]))
 
     def arrange(self, dataset: pd.DataFrame, truth: pd.DataFrame | None = None) -> ModelData:
         """The dataset as this model reads it: inputs, labels and weights per segment."""

@@ -98,8 +98,11 @@ class FeatureProcessor:
         """What the network's layers after the processor see (float32)."""
         return ((self.clip(x) - np.array(self.center)) / np.array(self.scale)).astype(np.float32)
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
     def to_json(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2))
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureProcessor:

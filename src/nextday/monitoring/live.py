@@ -4,20 +4,41 @@ The monitor needs traffic to judge. On the synthetic market, `continue_market` c
 prepared market on for some trading days (same symbols, prices continued from their last
 close, optionally with a planted regime change), and `live_features` computes what a live
 system would have at each close: the features of the new days, from the stored history plus
-the new bars, with nothing of the future.
+the new bars, with nothing of the future. `simulate` puts them into the store as a live data
+feed would, and `serve` has the model answer each new day as a service would, every answer
+logged.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
+import sqlalchemy as sa
+from omegaconf import OmegaConf
 
-from nextday.data.schema import RawMarket
-from nextday.data.synthetic import TRADING_DAYS_PER_YEAR, MarketSpec, RegimeChange, generate_market
+from nextday.data.schema import EARNINGS_COLUMNS, OHLCV_COLUMNS, RawMarket
+from nextday.data.store import Store
+from nextday.data.synthetic import (
+    TRADING_DAYS_PER_YEAR,
+    MarketSpec,
+    RegimeChange,
+    generate_market,
+    spec_from_config,
+)
 from nextday.dataset.build import compute_features
 from nextday.features import TECHNICAL_FEATURES
 from nextday.features.technical import LONGEST_WINDOW
+from nextday.monitoring.settings import LiveSettings
+
+if TYPE_CHECKING:
+    from nextday.inference.model import ModelInference
+    from nextday.monitoring.logger import PredictionLogger
+
+SOURCE = "synthetic"  # the prepared market's bars in the store
+LIVE_SOURCE = "synthetic-live"  # the live period's
 
 # bars of history kept before the live days: the longest feature window and some margin
 HISTORY_DAYS = 3 * LONGEST_WINDOW
@@ -72,11 +93,13 @@ def continue_market(
         live[column] = live[column] * price
     live["volume"] = (live["volume"] * live["symbol"].map(scale["volume"])).round()
     session = pd.to_datetime(market.earnings["session_date"])
+    regimes = market.regimes
+    assert regimes is not None  # the synthetic market always records its regimes
     return RawMarket(
         ohlcv=live.reset_index(drop=True),
         earnings=market.earnings[session.isin(dates)].reset_index(drop=True),
-        source="synthetic-live",
-        regimes=market.regimes[market.regimes["ts"].isin(dates)].reset_index(drop=True),
+        source=LIVE_SOURCE,
+        regimes=regimes[regimes["ts"].isin(dates)].reset_index(drop=True),
         symbols=market.symbols,
     )
 
@@ -94,3 +117,118 @@ def live_features(
     frame = frame[frame["date"].isin(dates)]
     frame = frame[frame[TECHNICAL_FEATURES].notna().all(axis=1)]
     return frame.drop(columns=["label", "position"]).rename(columns={"date": "ts"})
+
+
+@dataclass(frozen=True)
+class LivePeriod:
+    market: RawMarket  # the live bars and reports
+    features: pd.DataFrame  # of every live bar (see `live_features`)
+    after: pd.Timestamp  # the last bar of the prepared market
+    change: RegimeChange | None
+
+    @property
+    def dates(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(pd.to_datetime(self.market.ohlcv["ts"]).sort_values().unique())
+
+    @property
+    def change_date(self) -> pd.Timestamp | None:
+        """The live date the planted change starts on (None: no change in the period)."""
+        if self.change is None or self.change.day >= len(self.dates):
+            return None
+        return self.dates[self.change.day]
+
+    def describe_change(self) -> str:
+        when = self.change_date
+        if self.change is None or when is None:
+            return "none"
+        return f"{self.change.regime} x{self.change.vol_scale} volatility from {when.date()}"
+
+
+def prepared_market(config_yaml: str, prepare_id: str) -> MarketSpec:
+    """The synthetic market spec a prepare run generated, from its config.yaml."""
+    data = OmegaConf.create(config_yaml).data
+    if str(data.source) != SOURCE:
+        raise ValueError(
+            f"live continues the built-in synthetic market; the model was trained on "
+            f"data={data.source} (prepare run {prepare_id})"
+        )
+    return spec_from_config(data)
+
+
+def stored_history(store: Store) -> RawMarket:
+    """The prepared market's last HISTORY_DAYS bars and all its reports, from the store."""
+    with store.engine.connect() as connection:
+        dates = [
+            row[0]
+            for row in connection.execute(
+                sa.text(
+                    "SELECT DISTINCT ts FROM ohlcv WHERE source = :source ORDER BY ts DESC "
+                    "LIMIT :days"
+                ),
+                {"source": SOURCE, "days": HISTORY_DAYS},
+            )
+        ]
+    if not dates:
+        raise ValueError(
+            "the store holds no bars of the synthetic market: run "
+            "`python -m nextday prepare` first (with the same store)"
+        )
+    params = {"source": SOURCE, "first": pd.Timestamp(min(dates)).to_pydatetime()}
+    ohlcv = store.read("ohlcv", "source = :source and ts >= :first", params)
+    earnings = store.read("earnings", "source = :source", {"source": SOURCE})
+    return RawMarket(ohlcv=ohlcv[OHLCV_COLUMNS], earnings=earnings[EARNINGS_COLUMNS], source=SOURCE)
+
+
+def simulate(spec: MarketSpec, store: Store, settings: LiveSettings) -> LivePeriod:
+    """Continue the market `spec` describes past the last bar in `store`, and put the new
+    bars, reports and features into the store as a live data feed would."""
+    history = stored_history(store)
+    market = continue_market(spec, history, settings.days, settings.change)
+    features = live_features(history, market, settings.max_days_since_earnings)
+    store.upsert_many(
+        {
+            "ohlcv": market.ohlcv.assign(source=LIVE_SOURCE),
+            "earnings": market.earnings.assign(source=LIVE_SOURCE),
+            "feature_history": features,
+        }
+    )
+    return LivePeriod(market, features, pd.Timestamp(history.ohlcv["ts"].max()), settings.change)
+
+
+def require_row_model(model: ModelInference, uri: str) -> None:
+    """Live serves one feature row per symbol and day: a sequence model is refused."""
+    if model.window > 1:
+        raise ValueError(
+            f"{uri} is a sequence model: live serves one feature row per symbol and day, "
+            "not the window of past rows an LSTM takes"
+        )
+
+
+def serve(model: ModelInference, rows: pd.DataFrame, logger: PredictionLogger) -> int:
+    """`model` answers `rows` (live features) one day at a time, every answer logged through
+    `logger` as a service's would be; returns the predictions written. Any prediction the
+    store did not take is an error."""
+    model.logger = logger
+    for _, day in rows.groupby("ts", sort=True):
+        model.predict_batch(
+            day[model.features], keys=day[["symbol", "ts"]].rename(columns={"ts": "date"})
+        )
+        logger.flush()
+    logger.close()
+    if logger.dropped or logger.rejected or logger.unwritten:
+        raise RuntimeError(
+            f"{logger.dropped} predictions dropped, {logger.rejected} refused and "
+            f"{logger.unwritten} not written (see {logger.dead_letter}): the store did not "
+            "take the prediction log"
+        )
+    return logger.written
+
+
+def logged_latency_p50(store: Store, name: str, version: str, first: pd.Timestamp) -> float:
+    """The median latency (ms) of the predictions of a version logged from `first` on."""
+    logged = store.read(
+        "model_predictions",
+        "model_name = :name and model_version = :version and ts >= :first",
+        {"name": name, "version": version, "first": first.date()},
+    )
+    return float(np.median(logged["latency_ms"]))

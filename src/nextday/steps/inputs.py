@@ -1,4 +1,4 @@
-"""Read what upstream runs logged: the prepared dataset and the oracle."""
+"""Read what upstream runs logged: the prepared dataset, the oracle and trained models."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ import mlflow
 import pandas as pd
 from omegaconf import DictConfig
 
+from nextday.contracts import artifacts, tags
 from nextday.export import registry
 from nextday.models.data import check_segments, segment_counts, without_features
+from nextday.models.model import NextdayModel
 from nextday.models.spec import ModelSpec, model_spec
-from nextday.steps.prepare import DATASET_ARTIFACT, DEGENERATE_ARTIFACT, TRUTH_ARTIFACT
-from nextday.tracking import MODEL_TAG, STEP_TAG
+from nextday.tracking import find_input_run
 
 log = logging.getLogger(__name__)
+
+MODEL_STEPS = ("train", "tune")  # the steps whose runs hold a trained model
 
 
 @dataclass
@@ -29,30 +32,45 @@ class Prepared:
     dropped_features: dict[str, str] = field(default_factory=dict)
 
 
+def download(run_id: str, artifact: artifacts.Artifact | str, folder: Path) -> Path:
+    """One artifact (file or folder) of a run, downloaded under `folder`."""
+    path = artifact.path if isinstance(artifact, artifacts.Artifact) else artifact
+    return Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(folder))
+    )
+
+
+def has_artifact(run_id: str, artifact: artifacts.Artifact) -> bool:
+    listed = mlflow.MlflowClient().list_artifacts(run_id, artifact.folder or None)
+    return artifact.path in {f.path for f in listed}
+
+
+def find_model_run(model: str, run_id: str | None):
+    """The model run to calibrate: `run_id`, or the newest finished train or tune run of
+    `model` in this experiment that logged a model."""
+    return find_input_run(
+        MODEL_STEPS,
+        run_id,
+        model=model,
+        accept=lambda run: has_artifact(run.info.run_id, artifacts.CHECKPOINT),
+        hint=f"run `python -m nextday train model={model}` or pass inputs.model_run_id=<run id>",
+    )
+
+
+def load_model(run_id: str, folder: Path) -> NextdayModel:
+    """The trained model (best weights) of a train or tune run."""
+    return NextdayModel.load(download(run_id, artifacts.MODEL_FILES, folder))
+
+
 def load_prepared(run_id: str, folder: Path) -> Prepared:
     """The dataset (and the oracle, on synthetic data) of a prepare run."""
-    path = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=DATASET_ARTIFACT, dst_path=str(folder)
-    )
-    dataset = pd.read_parquet(path)
-    client = mlflow.MlflowClient()
-    names = {f.path for f in client.list_artifacts(run_id, "oracle")}
+    dataset = pd.read_parquet(download(run_id, artifacts.DATASET, folder))
     truth = None
-    if TRUTH_ARTIFACT in names:
-        truth = pd.read_parquet(
-            mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=TRUTH_ARTIFACT, dst_path=str(folder)
-            )
-        )
+    if has_artifact(run_id, artifacts.TRUTH):
+        truth = pd.read_parquet(download(run_id, artifacts.TRUTH, folder))
     dropped: dict[str, str] = {}
-    if DEGENERATE_ARTIFACT in {f.path for f in client.list_artifacts(run_id, "dataset")}:
-        found = json.loads(
-            Path(
-                mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=DEGENERATE_ARTIFACT, dst_path=str(folder)
-                )
-            ).read_text()
-        )
+    if has_artifact(run_id, artifacts.DEGENERATE_FEATURES):
+        found = json.loads(download(run_id, artifacts.DEGENERATE_FEATURES, folder).read_text())
         dropped = found["features"] if found["policy"] == "drop" else {}
     return Prepared(run_id, dataset, truth, dropped)
 
@@ -85,7 +103,7 @@ def model_uri(cfg: DictConfig, name: str, explicit: str | None = None) -> str:
         return f"models:/{registered}@{registry.PRODUCTION}"
     runs = client.search_runs(
         [mlflow.active_run().info.experiment_id],
-        f"tags.`{STEP_TAG}` = 'export' and tags.`{MODEL_TAG}` = '{name}' "
+        f"tags.`{tags.STEP}` = 'export' and tags.`{tags.MODEL}` = '{name}' "
         "and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
@@ -97,4 +115,4 @@ def model_uri(cfg: DictConfig, name: str, explicit: str | None = None) -> str:
             "models:/ or runs:/ URI (backtest.model, monitor.model)"
         )
     log.info("%s has no production version; using the newest export", registered)
-    return f"runs:/{runs[0].info.run_id}/model"
+    return f"runs:/{runs[0].info.run_id}/{artifacts.SERVED_MODEL.path}"

@@ -5,102 +5,29 @@ promote if the gate passes) and backtest the exported version. A model the data 
 (the earnings model on price-only data) is skipped with its reason, in the log and in the
 main run's tags `nextday.skipped` and `nextday.skipped.<model>`.
 
-A step already run with the same inputs, config and code is reused, not redone (as MLflow's
-multistep example does): each step's run carries a `nextday.reuse_key`, the hash of the step,
-its model, the config groups it reads, the run ids it consumes and the package's source; a
-FINISHED run with the key is taken as it is. `reuse=false` runs everything again.
+A step already run with the same inputs, the same values of the config groups it read and the
+same code is reused, not redone (nextday.reuse); `reuse=false` runs everything again.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Callable
-from pathlib import Path
 
 import mlflow
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nextday.config import compose
+from nextday.contracts import tags
 from nextday.models.data import SEGMENTS, DataRequirementError, check_segments
 from nextday.models.spec import model_spec
+from nextday.reuse import Chain
 from nextday.tracking import step_run
 
 log = logging.getLogger(__name__)
 
 MODELS = ("normal", "earnings")
-REUSE_TAG = "nextday.reuse_key"
-# on the main run: why a model was not trained (price-only data has no earnings samples)
-SKIPPED_TAG = "nextday.skipped."
-# the config groups each step reads (model steps: the model's spec reads model, arch and
-# train, and its judging reads evaluation); upstream changes reach a step through the input
-# run ids
-MODEL_SPEC = ("model", "arch", "train", "evaluation")
-STEP_CONFIG = {
-    "prepare": ("data", "quality", "features", "split", "store"),
-    "train": MODEL_SPEC,
-    "calibrate": (*MODEL_SPEC, "calibrate"),
-    "export": (*MODEL_SPEC, "export", "monitor", "data"),
-    "backtest": (*MODEL_SPEC, "backtest", "features", "split", "store"),
-}
-
-
-def code_fingerprint() -> str:
-    """A hash of the package's source files: a changed line means a step is run again."""
-    package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def reuse_key(step: str, cfg: DictConfig, inputs: dict[str, str], code: str) -> str:
-    settings = {
-        group: OmegaConf.to_container(cfg[group], resolve=True) for group in STEP_CONFIG[step]
-    }
-    payload = {"step": step, "config": settings, "inputs": inputs, "code": code}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-class Chain:
-    """Runs steps under the parent run, or finds the run that already did the same work."""
-
-    def __init__(self, parent, reuse: bool, store_has_data: Callable[[], bool]):
-        self.client = mlflow.MlflowClient()
-        self.experiment_id = parent.info.experiment_id
-        self.reuse = reuse
-        self.store_has_data = store_has_data
-        self.code = code_fingerprint()
-        self.reused: dict[str, str] = {}
-
-    def step(
-        self,
-        name: str,
-        label: str,
-        run: Callable[[DictConfig], str],
-        cfg: DictConfig,
-        inputs: dict[str, str],
-    ) -> str:
-        key = reuse_key(name, cfg, inputs, self.code)
-        found = self._finished(key) if self.reuse else None
-        if found is not None and (name != "prepare" or self.store_has_data()):
-            log.info("main: %s reused: run %s had the same inputs, config and code", label, found)
-            self.reused[label] = found
-            return found
-        run_id = run(cfg)
-        self.client.set_tag(run_id, REUSE_TAG, key)
-        return run_id
-
-    def _finished(self, key: str) -> str | None:
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            f"tags.`{REUSE_TAG}` = '{key}' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        return runs[0].info.run_id if runs else None
+# the older name of tags.SKIPPED_REASON (tests/test_real_data.py imports it)
+SKIPPED_TAG = tags.SKIPPED_REASON
 
 
 def _cannot_train(cfg: DictConfig, prepare_run_id: str) -> str | None:
@@ -150,7 +77,7 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
             if reason:
                 skipped[model] = reason
                 log.warning("main: model=%s skipped: %s", model, reason)
-                mlflow.set_tag(f"{SKIPPED_TAG}{model}", reason[:5000])
+                mlflow.set_tag(f"{tags.SKIPPED_REASON}{model}", reason[:5000])
                 continue
             for step, run, upstream, input_override in chained:
                 source = runs[upstream if upstream == "prepare" else f"{upstream}.{model}"]
@@ -166,9 +93,9 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
                 "no model can be trained on this data: "
                 + "; ".join(f"{m}: {why}" for m, why in skipped.items())
             )
-        mlflow.set_tags({f"nextday.run.{step}": run_id for step, run_id in runs.items()})
-        mlflow.set_tag("nextday.skipped", ", ".join(skipped) if skipped else "none")
-        mlflow.set_tag("nextday.reused", ", ".join(chain.reused) if chain.reused else "none")
+        mlflow.set_tags({f"{tags.VERSION_RUN}{step}": run_id for step, run_id in runs.items()})
+        mlflow.set_tag(tags.SKIPPED, ", ".join(skipped) if skipped else "none")
+        mlflow.set_tag(tags.REUSED, ", ".join(chain.reused) if chain.reused else "none")
         done = [label for label in runs if label not in chain.reused]
         log.info(
             "main: ran %s; reused %s (parent run %s)",

@@ -15,7 +15,6 @@ import mlflow
 import pandas as pd
 from omegaconf import DictConfig
 
-from nextday.evaluation import claims
 from nextday.export import registry
 from nextday.models.spec import model_spec
 from nextday.tracking import configure
@@ -57,59 +56,16 @@ def run_download(cfg: DictConfig) -> Path:
     return path
 
 
-def _versus_zero(tags: dict, level: float) -> str:
-    """The version's test comparison with the zero predictor, as far as its DM test allows."""
-    raw = tags.get("metric.dm_zero_mae_p")
-    p = float(raw) if raw not in (None, "") else None
-    verdict = claims.outcome(p, level)
-    return verdict if p is None else f"{verdict} (p={p:.3g})"
-
-
 def run_versions(cfg: DictConfig) -> pd.DataFrame:
     """Print every version of the registered models: aliases, stage, the gate's decision and
     the test MAE beside the zero predictor's."""
     configure(cfg)
-    client = mlflow.MlflowClient()
     prefix = str(cfg.export.registered_model_prefix)
-    rows = []
-    for model in client.search_registered_models(f"name LIKE '{prefix}%'"):
-        for found in client.search_model_versions(f"name = '{model.name}'"):
-            # the search leaves aliases out: fetch each version whole
-            version = client.get_model_version(model.name, found.version)
-            tags = version.tags
-            rows.append(
-                {
-                    "model": model.name,
-                    "version": int(version.version),
-                    "aliases": ",".join(version.aliases) or "-",
-                    "stage": "-"
-                    if version.current_stage in (None, "None")
-                    else version.current_stage,
-                    "test_mae": tags.get("metric.test_mae", "-"),
-                    "zero_mae": tags.get("metric.baseline_zero_test_mae", "-"),
-                    "vs_zero": _versus_zero(tags, float(cfg.evaluation.significance)),
-                    "promoted": tags.get("nextday.promotion_reason", "-"),
-                    "gate": tags.get(registry.GATE_TAG, "-"),
-                }
-            )
-    table = pd.DataFrame(
-        rows,
-        columns=[
-            "model",
-            "version",
-            "aliases",
-            "stage",
-            "test_mae",
-            "zero_mae",
-            "vs_zero",
-            "promoted",
-            "gate",
-        ],
-    )
+    level = float(cfg.evaluation.significance)
+    table = registry.versions_table(mlflow.MlflowClient(), prefix, level)
     if table.empty:
         print(f"no registered model named {prefix}*: run `python -m nextday main` first")
     else:
-        table = table.sort_values(["model", "version"])
         with pd.option_context("display.max_colwidth", 90, "display.width", 200):
             print(table.to_string(index=False))
     return table

@@ -13,22 +13,22 @@ import warnings
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import optuna
 from omegaconf import DictConfig
 
-from nextday.evaluation.metrics import POINT_METRICS, point_metrics, prefixed
+from nextday.contracts import tags
+from nextday.evaluation.metrics import POINT_METRICS, prefixed
 from nextday.models.spec import model_spec
 from nextday.steps.inputs import Prepared, load_prepared, prepared_spec
-from nextday.steps.train import fit_model, train_and_log
-from nextday.tracking import MODEL_TAG, STEP_TAG, artifact_dir, find_input_run, step_run
+from nextday.steps.train import train_and_log
+from nextday.tracking import artifact_dir, find_input_run, step_run
 from nextday.tuning.space import check_space, suggest, trial_config
 from nextday.tuning.study import masked, open_study, storage_url
+from nextday.tuning.trial import fit_trial
 
 log = logging.getLogger(__name__)
 
 TRIAL_STEP = "tune.trial"
-STATE_TAG = "nextday.trial.state"
 
 
 def run_tune(cfg: DictConfig, overrides: list[str] | None = None) -> str:
@@ -45,7 +45,7 @@ def run_tune(cfg: DictConfig, overrides: list[str] | None = None) -> str:
         prepared_spec(cfg, prepared)  # too few rows for this model: fails before any trial
         overrides = [*overrides, f"inputs.prepare_run_id={prepare_run.info.run_id}"]
         study = open_study(cfg, url, max_epochs, worker=parent.info.run_id)
-        mlflow.set_tags({"nextday.study": study.study_name, "nextday.study.storage": masked(url)})
+        mlflow.set_tags({tags.STUDY: study.study_name, tags.STUDY_STORAGE: masked(url)})
         mine: list[int] = []
         study.optimize(
             lambda trial: _objective(trial, cfg, overrides, prepared, max_epochs, out, mine),
@@ -57,7 +57,7 @@ def run_tune(cfg: DictConfig, overrides: list[str] | None = None) -> str:
         _log_study(study, mine, max_epochs, out)
         if cfg.tune.retrain_best and _completed(study):
             best = study.best_trial
-            mlflow.set_tag("nextday.best_trial", best.number)
+            mlflow.set_tag(tags.BEST_TRIAL, best.number)
             mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
             best_cfg = trial_config(overrides, best.params, None)
             train_and_log(best_cfg, prepared_spec(best_cfg, prepared), prepared, out)
@@ -77,72 +77,42 @@ def _completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def _objective(
     trial, cfg, overrides, prepared: Prepared, max_epochs: int, out: Path, mine: list[int]
 ):
-    from nextday.models.training import predict
-    from nextday.tuning.pruning import ReportObjective
-
+    """One trial as a nested MLflow run: its params, per-epoch metrics, scores and state."""
     mine.append(trial.number)
     params = suggest(trial, cfg.tune.space)
     metric = str(cfg.tune.objective)
-    pruned: optuna.TrialPruned | None = None
     with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as child:
         trial.set_user_attr("mlflow_run_id", child.info.run_id)
         mlflow.set_tags(
             {
-                STEP_TAG: TRIAL_STEP,
-                MODEL_TAG: cfg.model.name,
-                "nextday.trial": trial.number,
-                "nextday.study": trial.study.study_name,
+                tags.STEP: TRIAL_STEP,
+                tags.MODEL: cfg.model.name,
+                tags.TRIAL: trial.number,
+                tags.STUDY: trial.study.study_name,
             }
         )
         mlflow.log_params(params)
-
-        def log_epoch(epoch: int, values: dict) -> None:
-            mlflow.log_metrics(values, step=epoch)
-
-        holder = {}
-
-        def callbacks_for(data):
-            holder["report"] = ReportObjective(trial, data.judged["val"], metric, log_epoch)
-            return [holder["report"]]
-
         try:
             trial_cfg = trial_config(overrides, params, max_epochs)
-            spec = prepared_spec(trial_cfg, prepared)
-            trained = fit_model(
-                spec,
-                prepared.dataset,
-                prepared.truth,
-                trial_cfg,
-                out / f"trial-{trial.number}",
-                make_callbacks=callbacks_for,
-                baselines=False,
+            result = fit_trial(
+                trial,
+                prepared_spec(trial_cfg, prepared),
+                trial_cfg.train,
+                (prepared.dataset, prepared.truth),
+                metric,
+                out / f"trial-{trial.number}" / "best.keras",
+                lambda epoch, values: mlflow.log_metrics(values, step=epoch),
             )
-        except optuna.TrialPruned as error:
-            pruned = error
         except Exception:
-            mlflow.set_tag(STATE_TAG, "FAIL")  # Optuna records the trial as failed and goes on
+            mlflow.set_tag(tags.TRIAL_STATE, "FAIL")  # Optuna records it as failed, goes on
             raise
-        if pruned is None:
-            val = trained.data.judged["val"]
-            scores = point_metrics(predict(trained.model, val.x), val.y, val.dates)
-            value = scores[metric]
-            if not np.isfinite(value):
-                mlflow.set_tag(STATE_TAG, "FAIL")
-                raise ValueError(f"trial {trial.number}: val_{metric} is not finite")
-            mlflow.log_metrics(
-                {
-                    **prefixed(scores, "val"),
-                    "objective": value,
-                    "epochs_run": trained.fit.epochs_run,
-                }
-            )
-            mlflow.set_tag(STATE_TAG, "COMPLETE")
-        else:
-            mlflow.log_metric("epochs_run", holder["report"].epochs_seen)
-            mlflow.set_tag(STATE_TAG, "PRUNED")
-    if pruned is not None:
-        raise pruned
-    return value
+        mlflow.log_metric("epochs_run", result.epochs_run)
+        if result.pruned is None:
+            mlflow.log_metrics({**prefixed(result.scores, "val"), "objective": result.value})
+        mlflow.set_tag(tags.TRIAL_STATE, "PRUNED" if result.pruned else "COMPLETE")
+    if result.pruned is not None:
+        raise result.pruned  # after the child run ended: a pruned trial's run is FINISHED
+    return result.value
 
 
 def _log_study(study: optuna.Study, mine: list[int], max_epochs: int, out: Path) -> None:
@@ -165,9 +135,7 @@ def _log_study(study: optuna.Study, mine: list[int], max_epochs: int, out: Path)
     complete = _completed(study)
     if complete:
         metrics["best_value"] = float(study.best_value)
-        mlflow.set_tag(
-            "nextday.best_trial_run", study.best_trial.user_attrs.get("mlflow_run_id", "")
-        )
+        mlflow.set_tag(tags.BEST_TRIAL_RUN, study.best_trial.user_attrs.get("mlflow_run_id", ""))
     mlflow.log_metrics(metrics)
     folder = out / "study"
     folder.mkdir(exist_ok=True)

@@ -1,0 +1,105 @@
+"""validation_report.md: a train run's verdict in words, from its `Judgement`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from nextday.evaluation import claims
+from nextday.evaluation.judging import PLOTS, Judgement, JudgingSettings
+from nextday.models.spec import ModelSpec
+from nextday.reports import markdown
+from nextday.reports.markdown import decimals_to_tell_apart
+
+JUDGED_ROWS = {"normal": "normal days", "earnings": "earnings days", "all": "all days"}
+
+
+def _pct(value: float, decimals: int = 3) -> str:
+    return f"{100 * value:.{decimals}f}%"
+
+
+def _verdict(spec: ModelSpec, judged: Judgement, settings: JudgingSettings) -> list[str]:
+    metrics, dm, best = judged.metrics, judged.dm, judged.best_baseline
+    test_mae, zero_mae, target = metrics["test_mae"], judged.zero_test_mae, settings.target_test_mae
+    compared = [test_mae, zero_mae, *([target] if np.isfinite(target) else [])]
+    decimals = decimals_to_tell_apart([100 * v for v in compared])
+    level = settings.significance
+    lines = [
+        f"- Test MAE {_pct(test_mae, decimals)} against {_pct(zero_mae, decimals)} for always "
+        "predicting 0 "
+        f"(skill {metrics.get('test_skill', float('nan')):+.4f}): "
+        + claims.versus("the zero predictor", dm.get("dm_zero_mae_p"), level)
+        + ".",
+        "- "
+        + claims.versus(f"the best baseline `{best}`", dm.get("dm_best_mae_p"), level)
+        + f". Squared loss, one-sided p: {dm.get('dm_zero_mse_p', float('nan')):.4g} against "
+        f"zero, {dm.get('dm_best_mse_p', float('nan')):.4g} against `{best}`.",
+        f"- Test IC {judged.ic_text}"
+        + (
+            f"; the oracle's {metrics['oracle_test_ic']:.4f} (ratio "
+            f"{metrics['test_ic'] / metrics['oracle_test_ic']:.2f}); oracle MAE "
+            f"{_pct(metrics['oracle_test_mae'], decimals)}, the floor on this data."
+            if "oracle_test_ic" in metrics and "test_ic" in metrics
+            else "."
+        ),
+    ]
+    if np.isfinite(target):
+        lines.append(
+            f"- The seed's target, test MAE < {_pct(target, decimals)}: "
+            f"{'met' if test_mae < target else 'missed'} ({_pct(test_mae, decimals)}). The zero "
+            f"predictor scores {_pct(zero_mae, decimals)} on the same rows, so "
+            + (
+                "the target is met without any skill: it says nothing about the model."
+                if zero_mae < target
+                else "the target does require skill."
+            )
+        )
+    return lines
+
+
+def render(spec: ModelSpec, judged: Judgement, settings: JudgingSettings) -> str:
+    metrics = judged.metrics
+    lines = [
+        f"# Validation report: {spec.name} model ({spec.arch})",
+        "",
+        f"Judged on {JUDGED_ROWS[spec.evaluate_rows]}. Trained on {metrics['train_rows']:,} rows "
+        f"({spec.train_rows} days, earnings weight {spec.earnings_weight:g}); "
+        f"{int(metrics['epochs_run'])} epochs, best epoch {int(metrics['best_epoch'])} "
+        f"(early stopping, patience {spec.patience}).",
+        "",
+        "## The verdict, plainly",
+        "",
+        *_verdict(spec, judged, settings),
+    ]
+    for segment, table in judged.tables.items():
+        lines += [
+            "",
+            f"## {segment} segment",
+            "",
+            markdown.table(table.rename_axis("forecast"), index=True),
+        ]
+    dm = judged.dm
+    lines += [
+        "",
+        "## Diebold-Mariano (test, loss differences averaged per date)",
+        "",
+        markdown.table(pd.DataFrame({"test": list(dm), "value": list(dm.values())})),
+    ]
+    top = settings.importance_top_k
+    for name, table in judged.importance.items():
+        lines += [
+            "",
+            f"## Permutation importance, {name} (validation, top {top})",
+            "",
+            markdown.table(table.head(top)),
+        ]
+    lines += [
+        "",
+        "## MAE by size of the actual move (test)",
+        "",
+        markdown.table(judged.by_size, index=True),
+    ]
+    if not judged.by_month.empty:
+        lines += ["", "## IC by month (test)", "", markdown.table(judged.by_month, index=True)]
+    lines += ["", "## Plots", "", *(f"![{name}](report/{name}.png)" for name in PLOTS)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,90 @@
+"""export_report.md: the gate's decision, the served output beside the zero predictor, and
+every parity result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from nextday.evaluation import claims
+from nextday.evaluation.metrics import min_symbols
+from nextday.export.gate import Check
+from nextday.export.parity import Parity
+from nextday.models.spec import ModelSpec
+from nextday.reports import markdown
+from nextday.reports.markdown import decimals_to_tell_apart
+
+
+def headline(metrics: Mapping[str, float]) -> str:
+    """The served output's test MAE beside the zero predictor's, and its coverage."""
+    return (
+        f"test MAE {metrics['test_mae']:.5f} vs zero {metrics['baseline_zero_test_mae']:.5f}, "
+        f"coverage {metrics['test_coverage_80']:.3f}"
+    )
+
+
+def render(
+    spec: ModelSpec,
+    registered: str,
+    version: str,
+    metrics: Mapping[str, float],
+    parity: Parity,
+    checks: Sequence[Check],
+    decision: str,
+    significance: float,
+) -> str:
+    """The report's text; `significance` is the level at which it may say "beats"."""
+    compared = ("test_mae", "baseline_zero_test_mae", "val_mae", "baseline_zero_val_mae")
+    decimals = decimals_to_tell_apart([100 * metrics[k] for k in compared if k in metrics])
+
+    def pct(key: str) -> str:
+        return f"{100 * metrics[key]:.{decimals}f}%" if key in metrics else "n/a"
+
+    lines = [
+        f"# Export report: {registered} version {version} ({spec.arch}, {spec.name})",
+        "",
+        f"**Decision: {decision}.**",
+        "",
+        "## Acceptance checks",
+        "",
+        *[f"- {'PASS' if c.passed else 'FAIL'} `{c.name}`: {c.detail}" for c in checks],
+        "",
+        "## The served output (ONNX MC mean and calibrated interval) beside the zero predictor",
+        "",
+        f"- Test MAE {pct('test_mae')} vs zero {pct('baseline_zero_test_mae')}; IC "
+        + (
+            f"{metrics['test_ic']:.4f}"
+            if "test_ic" in metrics
+            else f"undefined (fewer than evaluation.min_symbols={min_symbols()} symbols a date)"
+        )
+        + "; direction accuracy "
+        f"{metrics.get('test_dir_acc', float('nan')):.3f}.",
+        "- "
+        + claims.versus("the zero predictor", metrics.get("dm_zero_mae_p"), significance)
+        + " on test.",
+        f"- Validation MAE {pct('val_mae')} vs zero {pct('baseline_zero_val_mae')}.",
+        f"- Test coverage of the 80% interval {metrics['test_coverage_80']:.3f}, width "
+        f"{metrics['test_width_80']:.5f}.",
+        "",
+        "## Parity: deterministic ONNX graph vs Keras (dropout off)",
+        "",
+        markdown.table(parity.deterministic),
+        "",
+        "## Parity: MC graph vs Keras MC dropout (statistical)",
+        "",
+        markdown.table(pd.DataFrame([parity.mc])),
+        "",
+        "## Parity: the MC graph's calibration vs Calibration.apply (same MC samples)",
+        "",
+        f"Max absolute difference over the five outputs: {parity.calibration_max_abs_diff:.2e}.",
+        "",
+        "## float16 variant vs float32 (MC graph, same masks)",
+        "",
+        markdown.table(
+            pd.DataFrame([{k.removeprefix("fp16_"): v for k, v in parity.float16.items()}])
+        ),
+        "",
+        "float16 is built for GPUs; ModelInference runs float32 on the CPU.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,96 @@
+"""The `export` config group, checked when the step starts: the ONNX files, the parity
+checks, the serving policy written into metadata.json and the promotion gate."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from nextday.inference.model import RANGE_POLICIES
+
+
+@dataclass(frozen=True)
+class ParitySettings:
+    tolerance: float  # max |ONNX - reference| of the deterministic graph and the calibration
+    mc_rows: int  # test rows for the statistical MC check (and the calibration check)
+    mc_calls: int  # calls of each side per row
+    mc_max_share_z_above_4: float
+    mc_spread_band: tuple[float, float]  # average MC spread, ONNX / Keras
+
+    @classmethod
+    def from_config(cls, parity: Mapping) -> ParitySettings:
+        low, high = parity["mc_spread_band"]
+        return cls(
+            tolerance=float(parity["tolerance"]),
+            mc_rows=int(parity["mc_rows"]),
+            mc_calls=int(parity["mc_calls"]),
+            mc_max_share_z_above_4=float(parity["mc_max_share_z_above_4"]),
+            mc_spread_band=(float(low), float(high)),
+        )
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """What ModelInference and the served model accept (metadata.json `serving`)."""
+
+    max_rows: int
+    out_of_range: str  # one of RANGE_POLICIES
+    range_multiple: float
+
+    def __post_init__(self) -> None:
+        if self.out_of_range not in RANGE_POLICIES:
+            raise ValueError(
+                f"export.serving.out_of_range={self.out_of_range!r}: one of {RANGE_POLICIES}"
+            )
+
+    @classmethod
+    def from_config(cls, serving: Mapping) -> ServingSettings:
+        return cls(
+            max_rows=int(serving["max_rows"]),
+            out_of_range=str(serving["out_of_range"]),
+            range_multiple=float(serving["range_multiple"]),
+        )
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """What a version must show to become production."""
+
+    coverage_band: tuple[float, float]  # test coverage of the 80% interval
+    significance: float  # one-sided Diebold-Mariano p vs the zero predictor, test
+    max_val_mae_increase: float  # relative, against the production version
+
+    @classmethod
+    def from_config(cls, gate: Mapping) -> GateSettings:
+        low, high = gate["coverage_band"]
+        return cls(
+            coverage_band=(float(low), float(high)),
+            significance=float(gate["significance"]),
+            max_val_mae_increase=float(gate["max_val_mae_increase"]),
+        )
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    registered_model_prefix: str  # the registered model is <prefix><model>
+    opset: int
+    seed: int  # seeds the MC graph's draws and the parity checks
+    float16: bool  # served as float16 on a GPU by default
+    promote: bool  # false: register and check, never move the production alias
+    parity: ParitySettings
+    serving: ServingSettings
+    gate: GateSettings
+
+    @classmethod
+    def from_config(cls, export: Mapping) -> ExportSettings:
+        """`export` is the export config group."""
+        return cls(
+            registered_model_prefix=str(export["registered_model_prefix"]),
+            opset=int(export["opset"]),
+            seed=int(export["seed"]),
+            float16=bool(export["float16"]),
+            promote=bool(export["promote"]),
+            parity=ParitySettings.from_config(export["parity"]),
+            serving=ServingSettings.from_config(export["serving"]),
+            gate=GateSettings.from_config(export["gate"]),
+        )

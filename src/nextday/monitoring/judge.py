@@ -1,0 +1,97 @@
+"""Judge a served version's logged predictions against the reference its export saved:
+accuracy, coverage and IC over rolling windows, drift of every feature and of the
+prediction, and the alerts they raise."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from nextday.contracts.reference import DriftReference
+from nextday.data.store import Store
+from nextday.evaluation.metrics import ic_undefined_reason
+from nextday.monitoring import drift
+from nextday.monitoring.accuracy import Summary, daily_series, summarize
+from nextday.monitoring.alerts import RETRAIN, Alert, alerts
+from nextday.monitoring.settings import MonitorSettings
+
+if TYPE_CHECKING:
+    from nextday.inference.model import ModelInference
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    predictions: pd.DataFrame  # the judged predictions, with their actuals and errors
+    summary: Summary
+    daily: pd.DataFrame  # see `accuracy.daily_series`
+    drift: pd.DataFrame  # see `drift.drift_table`
+    drifted: pd.DataFrame  # the rows of `drift` over their limits
+    alerts: list[Alert]
+
+    @property
+    def recommendation(self) -> str | None:
+        return RETRAIN if self.alerts else None
+
+    @property
+    def alert_kinds(self) -> str:
+        """The kinds of the alerts raised, comma-separated, or "none"."""
+        return ", ".join(a.kind for a in self.alerts) or "none"
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """monitor_<summary field> (where finite), psi_max, drifted and alerts."""
+        summary = asdict(self.summary)
+        metrics = {f"monitor_{k}": float(v) for k, v in summary.items() if np.isfinite(v)}
+        metrics["monitor_psi_max"] = float(self.drift["psi"].max())
+        metrics["monitor_drifted"] = float(len(self.drifted))
+        metrics["monitor_alerts"] = float(len(self.alerts))
+        return metrics
+
+    def drift_rows(self, run_ts: pd.Timestamp, name: str, version: str) -> pd.DataFrame:
+        """The drift table as the store's `model_drift` rows of this run."""
+        return self.drift.drop(columns="psi_limit").assign(
+            run_ts=run_ts, model_name=name, model_version=version
+        )
+
+
+def served_reference(model: ModelInference) -> DriftReference:
+    """The training reference the export put beside the served model (reference.json)."""
+    if "reference" not in model.metadata.files:
+        raise ValueError(
+            f"{model.name} version {model.version} was exported without the training "
+            "reference (reference.json) the monitor compares with: export it again"
+        )
+    return DriftReference.from_json(model.folder / model.metadata.files["reference"])
+
+
+def judge(
+    store: Store,
+    predictions: pd.DataFrame,
+    reference: DriftReference,
+    settings: MonitorSettings,
+    actuals_before: int,
+) -> Monitoring:
+    """Judge `predictions` (with their actuals filled; `actuals_before` of them had one
+    before this run) against `reference`, with the features of their rows from `store`."""
+    daily = daily_series(predictions, settings.window_days, settings.coverage_days)
+    summary = summarize(predictions, daily, reference.val_mae, actuals_before)
+    if not np.isfinite(summary.rolling_ic):
+        known = predictions.dropna(subset=["actual"])
+        log.info("monitor: IC %s", ic_undefined_reason(known["ts"]) or "undefined")
+    if reference.window_days not in (None, settings.drift_days):
+        log.warning(
+            "monitor: drift_days=%s but the export measured its windows over %s days: "
+            "the per-feature limits fit the export's window",
+            settings.drift_days, reference.window_days,
+        )  # fmt: skip
+    table = drift.drift_table(store, predictions, reference, settings)
+    drifted = drift.drifted(table, settings)
+    return Monitoring(
+        predictions, summary, daily, table, drifted, alerts(summary, drifted, settings)
+    )

@@ -1,0 +1,108 @@
+"""calibration_report.md and its plot: what a calibrate run says about its intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from nextday.evaluation.intervals import level_tag
+from nextday.models.spec import ModelSpec
+from nextday.reports import markdown
+from nextday.uncertainty.assessment import Assessment
+
+REPORT = "calibration_report.md"
+
+
+def write(out: Path, spec: ModelSpec, assessment: Assessment, level: float) -> Path:
+    """report/reliability.png, the tables as CSV, and calibration_report.md under `out`."""
+    folder = out / "report"
+    folder.mkdir(exist_ok=True)
+    reliability_plot(assessment.tables, spec, folder / "reliability.png")
+    for name, table in assessment.tables.items():
+        table.to_csv(folder / f"{name}.csv")
+    path = out / REPORT
+    path.write_text(markdown_report(spec, assessment, level))
+    return path
+
+
+def reliability_plot(tables: dict[str, pd.DataFrame], spec: ModelSpec, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    for segment in ("val", "test"):
+        table = tables[f"reliability_{segment}"]
+        axis.plot(table["nominal"], table["observed"], marker="o", label=segment)
+    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect")
+    axis.set(
+        xlabel="nominal coverage of the central interval",
+        ylabel="observed coverage",
+        title=f"Reliability: {spec.name} model",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def markdown_report(spec: ModelSpec, assessment: Assessment, level: float) -> str:
+    metrics, tables = assessment.metrics, assessment.tables
+    tag = level_tag(level)
+    lines = [
+        f"# Calibration report: {spec.name} model ({spec.arch})",
+        "",
+        f"MC dropout with {int(metrics['passes'])} passes; scale model on training rows; split "
+        f"conformal on {int(metrics['calibration_rows']):,} validation rows.",
+        "",
+        "## Headline (test)",
+        "",
+        f"- Raw MC-dropout {tag}% interval: coverage {metrics[f'raw_test_coverage_{tag}']:.3f}, "
+        f"width {metrics[f'raw_test_width_{tag}']:.5f}. Dropout measures model uncertainty only; a "
+        "daily return's own noise is far larger.",
+        f"- Calibrated: coverage {metrics[f'test_coverage_{tag}']:.3f}, width "
+        f"{metrics[f'test_width_{tag}']:.5f}, interval score {metrics[f'test_interval_score_{tag}']:.5f}, "
+        f"CRPS {metrics['test_crps']:.5f}.",
+        f"- Constant width calibrated on validation: coverage {metrics[f'const_test_coverage_{tag}']:.3f}, "
+        f"width {metrics[f'const_test_width_{tag}']:.5f}, interval score "
+        f"{metrics[f'const_test_interval_score_{tag}']:.5f}; a constant interval with our test "
+        f"coverage would be {metrics[f'const_same_coverage_test_width_{tag}']:.5f} wide.",
+    ]
+    if f"aci_test_coverage_{tag}" in metrics:
+        lines.append(
+            f"- Adaptive conformal on the test days: coverage {metrics[f'aci_test_coverage_{tag}']:.3f}, "
+            f"width {metrics[f'aci_test_width_{tag}']:.5f}."
+        )
+    lines += [
+        "",
+        "## Pinball losses and CRPS",
+        "",
+        markdown.table(
+            pd.DataFrame(
+                {
+                    "metric": [k for k in metrics if "pinball" in k or "crps" in k],
+                    "value": [v for k, v in metrics.items() if "pinball" in k or "crps" in k],
+                }
+            )
+        ),
+    ]
+    for name, title in (
+        ("reliability_val", "Reliability (validation)"),
+        ("reliability_test", "Reliability (test)"),
+        ("coverage_by_volatility", "Coverage by 20-day volatility quintile (test)"),
+        ("coverage_by_month", "Coverage by month (test)"),
+        ("dropout_experiment", "Raising inference dropout instead (raw MC interval, validation)"),
+    ):
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            markdown.table(tables[name], index=name.startswith("coverage")),
+        ]
+    lines += ["", "![reliability](report/reliability.png)"]
+    return "\n".join(lines) + "\n"
