@@ -15,8 +15,9 @@ import pytest
 
 from conftest import quick_root
 from nextday.config import compose
+from nextday.contracts.tags import SKIPPED_REASON
 from nextday.models.data import DataRequirementError
-from nextday.steps.main import SKIPPED_TAG, run_main
+from nextday.steps.main import run_main
 from nextday.steps.prepare import run_prepare
 from nextday.steps.train import run_train
 from real_data import REAL, close_only_csv
@@ -49,7 +50,7 @@ def test_main_on_price_only_data_skips_the_earnings_model_with_its_reason(close_
         client = mlflow.MlflowClient()
         main = client.get_run(client.get_run(runs["prepare"]).data.tags["mlflow.parentRunId"])
         assert main.data.tags["nextday.skipped"] == "earnings"
-        reason = main.data.tags[f"{SKIPPED_TAG}earnings"]
+        reason = main.data.tags[f"{SKIPPED_REASON}earnings"]
         assert "0 earnings samples" in reason and "data.earnings_path" in reason
         export = client.get_run(runs["export.normal"])
         version = client.get_model_version("nextday-normal", export.data.tags["nextday.version"])

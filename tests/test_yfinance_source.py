@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from nextday.data.schema import EARNINGS_COLUMNS, OHLCV_COLUMNS, DataSourceError
-from nextday.data.yahoo import fetch_yfinance, read_symbols_file
+from nextday.data.yahoo import Download, fetch_yfinance, read_symbols_file
 
 FIXTURES = Path(__file__).parent / "fixtures" / "yfinance"
 START, END = "2024-01-02", "2024-02-14"
@@ -101,7 +101,8 @@ class FakeYahoo:
 
 def fetch(client, symbols=("AAA", "BBB", "ZZZ"), sleeps=None, **kwargs):
     sleeps = [] if sleeps is None else sleeps
-    return fetch_yfinance(list(symbols), START, END, client=client, sleep=sleeps.append, **kwargs)
+    settings = Download(**kwargs)
+    return fetch_yfinance(list(symbols), START, END, settings, client=client, sleep=sleeps.append)
 
 
 def test_fixture_parses_into_the_raw_market_shape():

@@ -86,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # TF warns about retracing when trials build new models: expected, not actionable
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    from nextday.config import SecretInConfigError, compose
+    from nextday.config import RefusedConfigError, compose
 
     try:
         cfg = compose(overrides)
-    except SecretInConfigError as error:
+    except RefusedConfigError as error:
         print(f"nextday: {error}", file=sys.stderr)
         return 2
     if step == "show":

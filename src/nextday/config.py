@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import cast
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
@@ -94,7 +95,12 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
 
 def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, str]:
     """Dotted keys to values, for MLflow params (lists kept as their string form)."""
-    node = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    # a DictConfig's container is a dict (to_container is typed for any config node)
+    node = (
+        cast(dict, OmegaConf.to_container(cfg, resolve=True))
+        if isinstance(cfg, DictConfig)
+        else cfg
+    )
     flat: dict[str, str] = {}
     for key, value in node.items():
         name = f"{prefix}{key}"

@@ -24,11 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextday.config import flatten
 from nextday.config_reads import unrecorded
-from nextday.contracts import tags
+from nextday.contracts import artifacts, tags
 from nextday.evaluation import metrics as evaluation_metrics
 
-# older names of tags.STEP, tags.MODEL and tags.INPUT, still imported by some steps
-STEP_TAG, MODEL_TAG, INPUT_TAG = tags.STEP, tags.MODEL, tags.INPUT
 # keys that could hold a secret never go to params (secrets come from env vars anyway)
 SECRET_WORDS = ("password", "secret", "token", "key_id", "access_key")
 
@@ -104,7 +102,7 @@ def step_run(cfg: DictConfig, step: str, model: str | None = None) -> Iterator[R
 def log_config(cfg: DictConfig) -> None:
     """The composed config as config.yaml and flattened into params (secrets left out)."""
     with unrecorded(cfg):
-        mlflow.log_text(OmegaConf.to_yaml(cfg), "config.yaml")
+        mlflow.log_text(OmegaConf.to_yaml(cfg), artifacts.CONFIG.path)
         flat = flatten(cfg)
     params = {
         key: value[:500]

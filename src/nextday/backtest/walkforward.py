@@ -118,7 +118,8 @@ def refit(spec, cfg, dataset: pd.DataFrame, truth, period_dates, folder: Path) -
     settings = cfg.backtest
     every, embargo = int(settings.refit_every), int(cfg.split.embargo_days)
     calibrating = CalibrationSettings.from_config(cfg.calibrate, spec)
-    parts, signals, folds = [], {"linear": [], "tree": []}, []
+    parts, folds = [], []
+    signals: dict[str, list[np.ndarray]] = {"linear": [], "tree": []}
     for number, start in enumerate(range(0, len(period_dates), every)):
         fold_dates = period_dates[start : start + every]
         relabelled = dataset.assign(
@@ -130,17 +131,18 @@ def refit(spec, cfg, dataset: pd.DataFrame, truth, period_dates, folder: Path) -
         model = NextdayModel.from_config(spec, cfg.train).fit(
             relabelled, truth, checkpoint=folder / f"fold_{number}" / "best.keras"
         )
+        data = model.fitted_data()
         baselines = Baselines.from_config(
-            model.processor_, cfg.train.baselines, spec.seed
-        ).fit_model_rows(model.data_)
-        calibration = Calibration.fit(model, model.data_, calibrating)
+            model.fitted_processor(), cfg.train.baselines, spec.seed
+        ).fit_model_rows(data)
+        calibration = Calibration.fit(model, data, calibrating)
         columns = scale_columns(spec.features, calibration.scale_features)
 
         def answer(x, model=model, calibration=calibration, columns=columns):
             samples = model.sample(x, calibrating.passes, calibrating.seed)
             return calibration.apply(samples, own_features(x)[:, columns])
 
-        test = model.data_.judged["test"]
+        test = data.judged["test"]
         outputs = by_day(test.x, test.rows["date"].to_numpy(), answer)
         parts.append(test.rows.assign(**outputs, fold=number))
         for name in signals:
@@ -151,8 +153,8 @@ def refit(spec, cfg, dataset: pd.DataFrame, truth, period_dates, folder: Path) -
                 "first_date": pd.Timestamp(fold_dates[0]).date(),
                 "last_date": pd.Timestamp(fold_dates[-1]).date(),
                 "fitted_until": pd.Timestamp(fitted_until).date(),
-                "train_rows": len(model.data_.train),
-                "epochs": model.history_.epochs_run,
+                "train_rows": len(data.train),
+                "epochs": model.fitted_history().epochs_run,
             }
         )
         log.info(

@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-FILE = "metadata.json"
-
 
 @dataclass
 class ExportMetadata:

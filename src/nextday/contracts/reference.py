@@ -12,8 +12,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-FILE = "reference.json"
-
 
 @dataclass(frozen=True)
 class Distribution:

@@ -27,7 +27,7 @@ def load_market(cfg: DictConfig) -> RawMarket:
             default_timing=str(cfg.get("default_timing", "amc")),
         )
     if source == "yfinance":
-        from nextday.data.yahoo import fetch_yfinance, read_symbols_file
+        from nextday.data.yahoo import Download, fetch_yfinance, read_symbols_file
 
         symbols = (
             read_symbols_file(str(cfg.symbols_file))
@@ -38,10 +38,12 @@ def load_market(cfg: DictConfig) -> RawMarket:
             symbols,
             str(cfg.start_date),
             str(cfg.end_date) if cfg.get("end_date") else None,
-            batch_size=int(cfg.batch_size),
-            max_retries=int(cfg.max_retries),
-            backoff_seconds=float(cfg.backoff_seconds),
-            earnings_limit=int(cfg.earnings_limit),
-            default_timing=str(cfg.get("default_timing", "amc")),
+            Download(
+                batch_size=int(cfg.batch_size),
+                max_retries=int(cfg.max_retries),
+                backoff_seconds=float(cfg.backoff_seconds),
+                earnings_limit=int(cfg.earnings_limit),
+                default_timing=str(cfg.get("default_timing", "amc")),
+            ),
         )
     raise ValueError(f"unknown data source {source!r}: expected one of {SOURCES}")

@@ -288,7 +288,8 @@ def _python_rows(table: sa.Table, frame: pd.DataFrame) -> list[tuple]:
             data[column.name] = values.astype(bool).astype(int).tolist()
         elif isinstance(column.type, sa.Float):
             numbers = values.to_numpy(dtype=float)
-            data[column.name] = np.where(np.isfinite(numbers), numbers, None).tolist()
+            # None as an array: numpy's stubs take where(c, x, None) for where(c)
+            data[column.name] = np.where(np.isfinite(numbers), numbers, np.array(None)).tolist()
         else:
             data[column.name] = values.where(values.notna(), None).tolist()
     return list(zip(*data.values(), strict=True))

@@ -260,7 +260,9 @@ class _Simulation:
             "timing": np.where(rng.random(k) < 0.55, "amc", "bmo"),
         }
 
-    def _returns(self, regimes, beta, gamma, sector, idio_vol, calendar, reports):
+    # one loop over days, whose state (GARCH variances, signals) each step carries to the next:
+    # split into functions it would pass a dozen arrays back and forth
+    def _returns(self, regimes, beta, gamma, sector, idio_vol, calendar, reports):  # noqa: PLR0915
         """Simulate returns day by day; return them with the truth of each next-day return."""
         rng, n, t = self.rng, self.n, self.t
         signal = self.spec.signal

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -58,16 +60,34 @@ def read_symbols_file(path: str) -> list[str]:
     return symbols
 
 
+@dataclass(frozen=True)
+class Download:
+    """How to download (the yfinance data group): batches, retries and the earnings calendar."""
+
+    batch_size: int = 20
+    max_retries: int = 4
+    backoff_seconds: float = 2.0
+    earnings_limit: int = 40
+    default_timing: str = "amc"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_retries < 1:
+            raise DataSourceError("yfinance: batch_size and max_retries must be at least 1")
+        if not 1 <= self.earnings_limit <= YAHOO_EARNINGS_CAP:
+            raise DataSourceError(
+                f"yfinance: earnings_limit must be between 1 and {YAHOO_EARNINGS_CAP} (Yahoo's "
+                f"cap), not {self.earnings_limit}"
+            )
+        if self.default_timing not in TIMINGS:
+            raise DataSourceError(f"default_timing {self.default_timing!r} is not one of {TIMINGS}")
+
+
 def fetch_yfinance(
     symbols: list[str],
     start: str,
     end: str | None,
+    settings: Download | None = None,
     *,
-    batch_size: int = 20,
-    max_retries: int = 4,
-    backoff_seconds: float = 2.0,
-    earnings_limit: int = 40,
-    default_timing: str = "amc",
     client: Any = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RawMarket:
@@ -76,17 +96,19 @@ def fetch_yfinance(
     `client` is the yfinance module unless a test passes a stand-in; `sleep` is injectable so
     tests can record the back-off without waiting.
     """
-    _check_arguments(batch_size, max_retries, earnings_limit, default_timing)
+    settings = settings or Download()
     if client is None:
-        import yfinance as client  # imported here: only this source needs it
+        import yfinance  # imported here: only this source needs it
+
+        client = yfinance
     wanted = _unique_upper(symbols)
     if not wanted:
         raise DataSourceError("yfinance: no symbols were given")
 
     def retry(call: Callable[[], T], what: str) -> T:
-        return _with_retry(call, what, max_retries, backoff_seconds, sleep)
+        return _with_retry(call, what, settings.max_retries, settings.backoff_seconds, sleep)
 
-    bars, failed = _download_all(client, wanted, start, end, batch_size, retry)
+    bars, failed = _download_all(client, wanted, start, end, settings.batch_size, retry)
     if failed:
         logger.warning("yfinance: %d of %d symbols failed: %s", len(failed), len(wanted), failed)
     if not bars:
@@ -95,8 +117,9 @@ def fetch_yfinance(
     ohlcv = pd.concat(bars, ignore_index=True).sort_values(["symbol", "ts"], kind="stable")
     ohlcv = ohlcv.reset_index(drop=True)[OHLCV_COLUMNS]
     notes = [f"{symbol}: {reason}" for symbol, reason in failed.items()]
-    reports = _fetch_earnings(client, list(ohlcv["symbol"].unique()), earnings_limit, retry, notes)
-    earnings = _finish_earnings(reports, ohlcv, default_timing)
+    listed = list(ohlcv["symbol"].unique())
+    reports = _fetch_earnings(client, listed, settings.earnings_limit, retry, notes)
+    earnings = _finish_earnings(reports, ohlcv, settings.default_timing)
     return RawMarket(ohlcv=ohlcv, earnings=earnings, source="yfinance", notes=notes)
 
 
@@ -114,7 +137,7 @@ def _download_all(
     for first in range(0, len(symbols), batch_size):
         batch = symbols[first : first + batch_size]
         try:
-            frame = retry(lambda batch=batch: _download(client, batch, start, end), "download")
+            frame = retry(partial(_download, client, batch, start, end), "download")
         except Exception as error:  # whatever broke the batch, its symbols are reported
             failed.update({symbol: f"download failed: {_describe(error)}" for symbol in batch})
             continue
@@ -139,7 +162,7 @@ def _fetch_earnings(
     for symbol in symbols:
         try:
             raw = retry(
-                lambda symbol=symbol: client.Ticker(symbol).get_earnings_dates(limit=limit),
+                partial(_earnings_dates, client, symbol, limit),
                 f"earnings of {symbol}",
             )
         except Exception as error:  # bars stay usable without earnings
@@ -153,18 +176,8 @@ def _fetch_earnings(
     return reports
 
 
-def _check_arguments(
-    batch_size: int, max_retries: int, earnings_limit: int, default_timing: str
-) -> None:
-    if batch_size < 1 or max_retries < 1:
-        raise DataSourceError("yfinance: batch_size and max_retries must be at least 1")
-    if not 1 <= earnings_limit <= YAHOO_EARNINGS_CAP:
-        raise DataSourceError(
-            f"yfinance: earnings_limit must be between 1 and {YAHOO_EARNINGS_CAP} (Yahoo's cap),"
-            f" not {earnings_limit}"
-        )
-    if default_timing not in TIMINGS:
-        raise DataSourceError(f"default_timing {default_timing!r} is not one of {TIMINGS}")
+def _earnings_dates(client: Any, symbol: str, limit: int) -> pd.DataFrame:
+    return client.Ticker(symbol).get_earnings_dates(limit=limit)
 
 
 def _unique_upper(symbols: list[str]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,7 @@ class Judgement:
 
 def forecasts_on(model: NextdayModel, baselines: Baselines, segment: str) -> dict[str, np.ndarray]:
     """Model, baselines and (where known) the oracle on the rows a segment is judged on."""
-    judged = model.data_.judged[segment]
+    judged = model.fitted_data().judged[segment]
     out = {MODEL: model.predict(judged.x)}
     for name in BASELINES:
         out[name] = baselines.predict(name, judged.flat.astype(np.float64))
@@ -82,14 +83,14 @@ def forecasts_on(model: NextdayModel, baselines: Baselines, segment: str) -> dic
 def best_baseline(val_forecasts: dict[str, np.ndarray], actual) -> str:
     """The non-trivial baseline with the lowest validation MAE."""
     candidates = {n: np.mean(np.abs(val_forecasts[n] - actual)) for n in NON_TRIVIAL_BASELINES}
-    return min(candidates, key=candidates.get)
+    return min(candidates, key=candidates.__getitem__)
 
 
 def judge(
     model: NextdayModel, baselines: Baselines, settings: JudgingSettings, folder: Path
 ) -> Judgement:
     """Every metric of a train run, and its plots under `folder`."""
-    data, history = model.data_, model.history_
+    data, history = model.fitted_data(), model.fitted_history()
     folder.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = {
         "epochs_run": history.epochs_run,
@@ -137,12 +138,13 @@ def permutation_importances(
     model: NextdayModel, baselines: Baselines, settings: JudgingSettings
 ) -> dict[str, pd.DataFrame]:
     """Permutation importance of the model and of the tree baseline on validation rows."""
-    val = model.data_.judged["val"]
+    val = model.fitted_data().judged["val"]
     rng = np.random.default_rng(model.spec.seed)
     take = np.sort(
         rng.choice(len(val.rows), min(len(val.rows), settings.importance_rows), replace=False)
     )
-    args = dict(
+    importance = partial(
+        permutation_importance,
         y=val.y[take],
         dates=val.dates[take],
         features=model.spec.features,
@@ -150,9 +152,9 @@ def permutation_importances(
         seed=model.spec.seed,
     )
     return {
-        "model": permutation_importance(model.predict, val.x[take], **args),
-        "tree": permutation_importance(
-            lambda x: baselines.predict("tree", x.astype(np.float64)), val.flat[take], **args
+        "model": importance(model.predict, val.x[take]),
+        "tree": importance(
+            lambda x: baselines.predict("tree", x.astype(np.float64)), val.flat[take]
         ),
     }
 
@@ -161,7 +163,8 @@ def _plots(
     model: NextdayModel, test_forecasts: dict[str, np.ndarray], best: str, folder: Path
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The report's plots; returns the MAE-by-move-size and IC-by-month tables."""
-    spec, history, test = model.spec, model.history_, model.data_.judged["test"]
+    spec, history = model.spec, model.fitted_history()
+    test = model.fitted_data().judged["test"]
     plots.loss_curves(history.history, history.best_epoch, folder / "loss_curves.png")
     plots.predicted_vs_actual(
         test_forecasts[MODEL],

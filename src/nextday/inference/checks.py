@@ -129,63 +129,22 @@ def _check_finite(array: np.ndarray, columns: list[str]) -> np.ndarray:
 def to_array(data, features: Sequence[str], window: int = 1, single: bool = False) -> np.ndarray:
     """The checked float32 model input of `data` (one row when `single`)."""
     columns = input_columns(features, window)
-    n = len(columns)
     if isinstance(data, pd.Series):
         data = data.to_dict()
     if single:
-        if isinstance(data, Mapping):
-            _check_columns(list(data), columns)
-            array = _numeric([[data[c] for c in columns]], columns)
-        else:
-            if isinstance(data, (str, bytes)) or not isinstance(data, (Sequence, np.ndarray)):
-                raise InputError(
-                    f"one row must be a mapping of feature -> value or a vector of {n} numbers, "
-                    f"got {type(data).__name__}"
-                )
-            vector = np.asarray(data, dtype=object)
-            if vector.ndim != 1 or len(vector) != n:
-                raise InputError(
-                    f"one row must hold {n} values (the model's features), got shape {vector.shape}"
-                )
-            array = _numeric([list(vector)], columns)
+        array = _one_row(data, columns)
     elif isinstance(data, pd.DataFrame):
-        if data.empty:
-            raise InputError("empty batch: no rows to predict")
-        _check_columns([str(c) for c in data.columns], columns)
-        frame = data.rename(columns=str)[columns]
-        dtypes = dict(zip(columns, frame.dtypes, strict=True))
-        for kind, what in NOT_NUMBERS.items():
-            wrong = [c for c in columns if getattr(dtypes[c], "kind", "O") == kind]
-            if wrong:
-                raise InputError(f"column(s) {_names(wrong)} hold {what}, not numbers")
-        if all(pd.api.types.is_numeric_dtype(d) for d in dtypes.values()):
-            array = frame.to_numpy(dtype=np.float64)  # the usual case: no per-cell conversion
-        else:
-            array = _numeric(frame.to_numpy(dtype=object), columns)
+        array = _from_frame(data, columns)
     elif isinstance(data, np.ndarray):
-        if data.size == 0 or len(data) == 0:
-            raise InputError("empty batch: no rows to predict")
-        if window > 1 and data.ndim == 3:
-            if data.shape[1:] != (window, len(features)):
-                raise InputError(
-                    f"a window batch must have shape (rows, {window}, {len(features)}), got "
-                    f"{data.shape}"
-                )
-            data = data.reshape(len(data), -1)
-        if data.ndim != 2 or data.shape[1] != n:
-            raise InputError(f"a batch must have shape (rows, {n}), got {data.shape}")
-        if data.dtype.kind in NOT_NUMBERS:
-            raise InputError(f"the batch holds {NOT_NUMBERS[data.dtype.kind]}, not numbers")
-        array = _numeric(data, columns)
+        array = _from_array(data, columns, window, len(features))
     elif isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
         if len(data) == 0:
             raise InputError("empty batch: no rows to predict")
-        if all(isinstance(row, Mapping) for row in data):
-            for i, row in enumerate(data):
-                _check_columns(list(row), columns, where=f"row {i}: ")
-            array = _numeric([[row[c] for c in columns] for row in data], columns)
-        else:
+        if not all(isinstance(row, Mapping) for row in data):
             return to_array(np.asarray(data, dtype=object), features, window)
+        for i, row in enumerate(data):
+            _check_columns(list(row), columns, where=f"row {i}: ")
+        array = _numeric([[row[c] for c in columns] for row in data], columns)
     else:
         raise InputError(
             "a batch must be a DataFrame, a 2-D array or a list of mappings, got "
@@ -195,6 +154,57 @@ def to_array(data, features: Sequence[str], window: int = 1, single: bool = Fals
     if window > 1:
         array = array.reshape(len(array), window, len(features))
     return array
+
+
+def _one_row(data, columns: list[str]) -> np.ndarray:
+    """One row: a mapping of feature -> value, or a vector in column order."""
+    n = len(columns)
+    if isinstance(data, Mapping):
+        _check_columns(list(data), columns)
+        return _numeric([[data[c] for c in columns]], columns)
+    if isinstance(data, (str, bytes)) or not isinstance(data, (Sequence, np.ndarray)):
+        raise InputError(
+            f"one row must be a mapping of feature -> value or a vector of {n} numbers, "
+            f"got {type(data).__name__}"
+        )
+    vector = np.asarray(data, dtype=object)
+    if vector.ndim != 1 or len(vector) != n:
+        raise InputError(
+            f"one row must hold {n} values (the model's features), got shape {vector.shape}"
+        )
+    return _numeric([list(vector)], columns)
+
+
+def _from_frame(data: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    if data.empty:
+        raise InputError("empty batch: no rows to predict")
+    _check_columns([str(c) for c in data.columns], columns)
+    frame = data.rename(columns=str)[columns]
+    dtypes = dict(zip(columns, frame.dtypes, strict=True))
+    for kind, what in NOT_NUMBERS.items():
+        wrong = [c for c in columns if getattr(dtypes[c], "kind", "O") == kind]
+        if wrong:
+            raise InputError(f"column(s) {_names(wrong)} hold {what}, not numbers")
+    if all(pd.api.types.is_numeric_dtype(d) for d in dtypes.values()):
+        return frame.to_numpy(dtype=np.float64)  # the usual case: no per-cell conversion
+    return _numeric(frame.to_numpy(dtype=object), columns)
+
+
+def _from_array(data: np.ndarray, columns: list[str], window: int, n_features: int) -> np.ndarray:
+    n = len(columns)
+    if data.size == 0 or len(data) == 0:
+        raise InputError("empty batch: no rows to predict")
+    if window > 1 and data.ndim == 3:
+        if data.shape[1:] != (window, n_features):
+            raise InputError(
+                f"a window batch must have shape (rows, {window}, {n_features}), got {data.shape}"
+            )
+        data = data.reshape(len(data), -1)
+    if data.ndim != 2 or data.shape[1] != n:
+        raise InputError(f"a batch must have shape (rows, {n}), got {data.shape}")
+    if data.dtype.kind in NOT_NUMBERS:
+        raise InputError(f"the batch holds {NOT_NUMBERS[data.dtype.kind]}, not numbers")
+    return _numeric(data, columns)
 
 
 def check_keys(keys, rows: int) -> pd.DataFrame:

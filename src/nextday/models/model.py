@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,11 @@ from nextday.contracts import artifacts
 from nextday.models.data import ModelData, arrange
 from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import ModelSpec, check_dataset_columns
+
+if TYPE_CHECKING:
+    import keras
+
+    from nextday.models.training import FitResult
 
 
 class NotFittedError(RuntimeError):
@@ -34,16 +40,18 @@ class NextdayModel:
     Parameters are the spec and how to train (op determinism, Keras steps per execution);
     `fit` does the work and returns the model. Fitted attributes end in an underscore:
     `network_` (Keras), `processor_`, `history_` (`FitResult`) and, after `fit`, `data_`
-    (the arranged dataset it was fitted and is judged on).
+    (the arranged dataset it was fitted and is judged on). `fitted_network()`,
+    `fitted_processor()`, `fitted_history()` and `fitted_data()` return them, or raise
+    `NotFittedError` where they are not set.
     """
 
     def __init__(self, spec: ModelSpec, deterministic: bool = True, steps_per_execution: int = 1):
         self.spec = spec
         self.deterministic = deterministic
         self.steps_per_execution = steps_per_execution
-        self.network_ = None
+        self.network_: keras.Model | None = None
         self.processor_: FeatureProcessor | None = None
-        self.history_ = None
+        self.history_: FitResult | None = None
         self.data_: ModelData | None = None
 
     @classmethod
@@ -99,10 +107,38 @@ class NextdayModel:
         )
         return self
 
-    def fitted_network(self):
+    def fitted_network(self) -> keras.Model:
+        """The Keras network (`network_`), after `fit` or `load`."""
         if self.network_ is None:
             raise NotFittedError(f"the {self.spec.name} model is not fitted: call fit or load")
         return self.network_
+
+    def fitted_processor(self) -> FeatureProcessor:
+        """The feature processor (`processor_`), after `fit` or `load` (of model files that
+        hold processor.json)."""
+        if self.processor_ is None:
+            raise NotFittedError(
+                f"the {self.spec.name} model has no feature processor: call fit, or load "
+                f"model files that hold {artifacts.PROCESSOR.name}"
+            )
+        return self.processor_
+
+    def fitted_history(self) -> FitResult:
+        """How the training went (`history_`); only after `fit` (`load` has no history)."""
+        if self.history_ is None:
+            raise NotFittedError(
+                f"the {self.spec.name} model has no training history: call fit (load keeps none)"
+            )
+        return self.history_
+
+    def fitted_data(self) -> ModelData:
+        """The arranged dataset it was fitted on (`data_`); only after `fit` (`load` has no
+        data: arrange the dataset instead)."""
+        if self.data_ is None:
+            raise NotFittedError(
+                f"the {self.spec.name} model has no arranged data: call fit (load keeps none)"
+            )
+        return self.data_
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Deterministic next-day returns (dropout off), one per row, float64."""

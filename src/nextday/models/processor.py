@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,10 @@ class FeatureProcessor:
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureProcessor:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        return cls(**values)
 
     @classmethod
     def from_json(cls, path: Path) -> FeatureProcessor:

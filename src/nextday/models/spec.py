@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -52,46 +53,93 @@ class ModelSpec:
         return ARCHITECTURES[self.arch].window(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> ModelSpec:
+    def from_dict(cls, data: dict) -> ModelSpec:
         """From its JSON form (spec.json, an export's hyperparameters): lists become tuples."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        return cls(**values)
 
 
 def model_spec(cfg: DictConfig) -> ModelSpec:
     """The ModelSpec of the composed config; every problem is named, nothing is guessed."""
     model, arch, train = cfg.model, cfg.arch, cfg.train
-    problems = []
     groups = list(model.feature_groups)
+    problems = [
+        *_feature_problems(groups),
+        *_arch_problems(arch),
+        *_model_problems(model),
+        *_train_problems(train),
+    ]
+    if problems:
+        raise ConfigError("bad model config: " + "; ".join(problems))
+    entry = ARCHITECTURES[str(arch.name)]
+    processor = train.processor
+    return ModelSpec(
+        name=str(model.name),
+        features=tuple(f for g in groups for f in FEATURE_GROUPS[g]),
+        arch=str(arch.name),
+        layers=tuple(int(n) for n in arch.layers),
+        dropout=tuple(float(d) for d in arch.dropout),
+        activation=str(arch.activation),
+        window=int(arch.get("window", 1)) if entry.sequence else 1,
+        train_rows=str(model.train_rows),
+        evaluate_rows=str(model.evaluate_rows),
+        earnings_weight=float(model.earnings_weight),
+        batch_size=int(model.batch_size),
+        max_epochs=int(model.max_epochs),
+        loss=str(train.loss),
+        huber_delta=float(train.huber_delta),
+        learning_rate=float(train.learning_rate),
+        patience=int(train.patience),
+        seed=int(train.seed),
+        clip_quantile=float(processor.clip_quantile),
+        scaling=str(processor.scaling),
+    )
+
+
+def _feature_problems(groups: list) -> list[str]:
     unknown = [g for g in groups if g not in FEATURE_GROUPS]
     if unknown:
-        problems.append(
-            f"model.feature_groups has unknown groups {unknown}: use {list(FEATURE_GROUPS)}"
-        )
-    features = tuple(f for g in groups if g in FEATURE_GROUPS for f in FEATURE_GROUPS[g])
+        return [f"model.feature_groups has unknown groups {unknown}: use {list(FEATURE_GROUPS)}"]
+    return []
+
+
+def _arch_problems(arch) -> list[str]:
+    problems = []
     entry = ARCHITECTURES.get(str(arch.name))
     if entry is None:
         problems.append(f"arch={arch.name!r} is unknown: expected one of {tuple(ARCHITECTURES)}")
-    layers = tuple(int(n) for n in arch.layers)
-    dropout = tuple(float(d) for d in arch.dropout)
+    layers = [int(n) for n in arch.layers]
+    dropout = [float(d) for d in arch.dropout]
     if not layers or any(n < 1 for n in layers):
-        problems.append(f"arch.layers must be positive sizes, got {list(layers)}")
+        problems.append(f"arch.layers must be positive sizes, got {layers}")
     if len(dropout) != len(layers):
-        problems.append(
-            f"arch.dropout needs one rate per layer ({len(layers)}), got {list(dropout)}"
-        )
+        problems.append(f"arch.dropout needs one rate per layer ({len(layers)}), got {dropout}")
     bad_rates = [d for d in dropout if not 0.0 <= d < 1.0]
     if bad_rates:
         problems.append(f"arch.dropout rates must be in [0, 1), got {bad_rates}")
     window = int(arch.get("window", 1))
     if entry is not None and entry.sequence and window < 2:
         problems.append(f"arch.window must be at least 2 for arch={arch.name}, got {window}")
-    for key in ("train_rows", "evaluate_rows"):
-        if str(model[key]) not in ROW_CHOICES:
-            problems.append(f"model.{key}={model[key]!r}: expected one of {ROW_CHOICES}")
+    return problems
+
+
+def _model_problems(model) -> list[str]:
+    problems = [
+        f"model.{key}={model[key]!r}: expected one of {ROW_CHOICES}"
+        for key in ("train_rows", "evaluate_rows")
+        if str(model[key]) not in ROW_CHOICES
+    ]
     if float(model.earnings_weight) <= 0:
         problems.append(f"model.earnings_weight must be positive, got {model.earnings_weight}")
     if int(model.batch_size) < 1 or int(model.max_epochs) < 1:
         problems.append("model.batch_size and model.max_epochs must be at least 1")
+    return problems
+
+
+def _train_problems(train) -> list[str]:
+    problems = []
     if str(train.loss) not in LOSSES:
         problems.append(f"train.loss={train.loss!r}: expected one of {LOSSES}")
     if float(train.huber_delta) <= 0 or float(train.learning_rate) <= 0:
@@ -107,29 +155,7 @@ def model_spec(cfg: DictConfig) -> ModelSpec:
         )
     if int(train.patience) < 1:
         problems.append(f"train.patience must be at least 1, got {train.patience}")
-    if problems:
-        raise ConfigError("bad model config: " + "; ".join(problems))
-    return ModelSpec(
-        name=str(model.name),
-        features=features,
-        arch=str(arch.name),
-        layers=layers,
-        dropout=dropout,
-        activation=str(arch.activation),
-        window=window if entry is not None and entry.sequence else 1,
-        train_rows=str(model.train_rows),
-        evaluate_rows=str(model.evaluate_rows),
-        earnings_weight=float(model.earnings_weight),
-        batch_size=int(model.batch_size),
-        max_epochs=int(model.max_epochs),
-        loss=str(train.loss),
-        huber_delta=float(train.huber_delta),
-        learning_rate=float(train.learning_rate),
-        patience=int(train.patience),
-        seed=int(train.seed),
-        clip_quantile=float(processor.clip_quantile),
-        scaling=str(processor.scaling),
-    )
+    return problems
 
 
 def check_dataset_columns(spec: ModelSpec, columns) -> None:

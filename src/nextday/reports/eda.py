@@ -146,7 +146,11 @@ def feature_correlation(values: np.ndarray, names: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(values, columns=names)
     if not np.isnan(values).any():
         corr = np.full((len(names), len(names)), np.nan)
-        varying = np.flatnonzero(values.min(axis=0) < values.max(axis=0)) if len(values) else []
+        varying = (
+            np.flatnonzero(values.min(axis=0) < values.max(axis=0))
+            if len(values)
+            else np.empty(0, dtype=np.intp)
+        )
         if len(varying) > 0:
             corr[np.ix_(varying, varying)] = np.atleast_2d(np.corrcoef(values[:, varying].T))
         return pd.DataFrame(corr, index=names, columns=names)
@@ -223,7 +227,7 @@ def _plot_histograms(
     nrows = max(math.ceil(n / ncols), 1)
     height = 1.9 * nrows + 0.9
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, height), squeeze=False)
-    colours = {}
+    colours: dict[str, str] = {}
     try:
         for j, (ax, fs) in enumerate(zip(axes.flat, feature_stats, strict=False)):
             colour = colours.setdefault(fs.group, f"C{len(colours)}")

@@ -118,20 +118,20 @@ def _read_inputs(client, model: str, calibrate_id: str | None, run: Run, out: Pa
         "export": run.info.run_id,
     }
     mlflow.set_tags({tags.input_tag(step): runs[step] for step in ("prepare", model_step)})
-    model = load_model(model_run.info.run_id, out / "model")
+    trained = load_model(model_run.info.run_id, out / "model")
     calibration_path = download(runs["calibrate"], artifacts.CALIBRATION, out / "inputs")
     prepared = load_prepared(runs["prepare"], out / "inputs")
     return ExportInputs(
         runs=runs,
         trained_at=pd.Timestamp(model_run.info.start_time, unit="ms", tz="UTC").isoformat(),
         model_metrics=dict(model_run.data.metrics),
-        network=model.fitted_network(),
-        spec=model.spec,
-        processor=model.processor_.to_dict(),
+        network=trained.fitted_network(),
+        spec=trained.spec,
+        processor=trained.fitted_processor().to_dict(),
         calibration=Calibration.from_json(calibration_path),
         calibration_json=_json(calibration_path),
         dataset=prepared.dataset,
-        data=model.arrange(prepared.dataset, prepared.truth),
+        data=trained.arrange(prepared.dataset, prepared.truth),
     )
 
 

@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 MODELS = ("normal", "earnings")
 # the older name of tags.SKIPPED_REASON (tests/test_real_data.py imports it)
-SKIPPED_TAG = tags.SKIPPED_REASON
 
 
 def _cannot_train(cfg: DictConfig, prepare_run_id: str) -> str | None:

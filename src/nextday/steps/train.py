@@ -63,8 +63,8 @@ def train_and_log(cfg: DictConfig, spec: ModelSpec, prepared: Prepared, out: Pat
         on_epoch=log_losses,
         start_from=_transfer_source(cfg, spec, out),
     )
-    baselines = Baselines.from_config(model.processor_, cfg.train.baselines, spec.seed)
-    baselines.fit_model_rows(model.data_)
+    baselines = Baselines.from_config(model.fitted_processor(), cfg.train.baselines, spec.seed)
+    baselines.fit_model_rows(model.fitted_data())
     settings = JudgingSettings.from_config(cfg, spec.name)
     judged = judge(model, baselines, settings, out / "report")
     mlflow.set_tag(tags.BEST_BASELINE, judged.best_baseline)
@@ -113,7 +113,7 @@ def _log_model(model: NextdayModel, out: Path) -> None:
     from nextday.models.networks import Winsorize
 
     mlflow.log_artifacts(str(model.save(out / artifacts.MODEL_FILES)), artifacts.MODEL_FILES)
-    example = np.asarray(model.data_.judged["test"].x[:5], dtype=np.float32)
+    example = np.asarray(model.fitted_data().judged["test"].x[:5], dtype=np.float32)
     signature = infer_signature(example, model.predict(example).astype(np.float32))
     mlflow.tensorflow.log_model(
         model.network_,

@@ -120,7 +120,7 @@ def _log_study(study: optuna.Study, mine: list[int], max_epochs: int, out: Path)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     states = [trials[n].state.name for n in mine if n in trials]
     epochs = [len(trials[n].intermediate_values) for n in mine if n in trials]
-    metrics = {
+    metrics: dict[str, float] = {
         "trials_run": len(mine),
         "trials_complete": states.count("COMPLETE"),
         "trials_pruned": states.count("PRUNED"),

@@ -56,8 +56,8 @@ def fit_trial(
         )
     except optuna.TrialPruned as pruned:
         return TrialResult(reporter[0].epochs_seen if reporter else 0, {}, metric, pruned)
-    val = model.data_.judged["val"]
+    val = model.fitted_data().judged["val"]
     scores = point_metrics(model.predict(val.x), val.y, val.dates)
     if not np.isfinite(scores[metric]):
         raise ValueError(f"trial {trial.number}: val_{metric} is not finite")
-    return TrialResult(model.history_.epochs_run, scores, metric)
+    return TrialResult(model.fitted_history().epochs_run, scores, metric)

@@ -113,7 +113,9 @@ def assess(
     return Assessment({k: float(v) for k, v in metrics.items() if np.isfinite(v)}, tables)
 
 
-def _scores(calibration: Calibration, part: Draws, scale, name: str) -> dict[str, float]:
+def _scores(
+    calibration: Calibration, part: Draws, scale: np.ndarray, name: str
+) -> dict[str, float]:
     """CRPS, pinball losses and mean spreads of one segment."""
     quantiles = calibration.quantile_forecasts(part.mean, scale)
     out = {
@@ -150,11 +152,11 @@ def reliability(calibration: Calibration, part: Draws, scale: np.ndarray) -> pd.
     return pd.DataFrame({"nominal": NOMINAL, "observed": observed})
 
 
-def _inside(low, high, y) -> np.ndarray:
+def _inside(low: np.ndarray, high: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (np.asarray(low) <= y) & (np.asarray(y) <= high)
 
 
-def by_bucket(vol: np.ndarray, low, high, y) -> pd.DataFrame:
+def by_bucket(vol: np.ndarray, low: np.ndarray, high: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     """Coverage and width by quintile of trailing 20-day volatility."""
     bucket = pd.qcut(vol, 5, labels=["1 calm", "2", "3", "4", "5 wild"], duplicates="drop")
     frame = pd.DataFrame({"bucket": bucket, "inside": _inside(low, high, y), "width": high - low})
@@ -163,7 +165,7 @@ def by_bucket(vol: np.ndarray, low, high, y) -> pd.DataFrame:
     )
 
 
-def by_month(dates: np.ndarray, low, high, y) -> pd.DataFrame:
+def by_month(dates: np.ndarray, low: np.ndarray, high: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     months = pd.to_datetime(pd.Series(dates)).dt.to_period("M").astype(str)
     return (
         pd.DataFrame({"month": months, "inside": _inside(low, high, y)})

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -173,12 +173,14 @@ class Calibration:
     def quantile(self, level: float) -> float:
         return float(np.interp(level, self.levels, self.quantiles))
 
-    def interval(self, mean, scale, level: float) -> tuple[np.ndarray, np.ndarray]:
+    def interval(
+        self, mean: np.ndarray, scale: np.ndarray, level: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The central `level` interval."""
         tail = (1.0 - level) / 2.0
         return mean + scale * self.quantile(tail), mean + scale * self.quantile(1.0 - tail)
 
-    def quantile_forecasts(self, mean, scale) -> np.ndarray:
+    def quantile_forecasts(self, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """Every stored quantile per row (rows x levels): for CRPS and pinball losses."""
         return mean[:, None] + scale[:, None] * np.array(self.quantiles)[None, :]
 
@@ -191,7 +193,10 @@ class Calibration:
     def from_json(cls, path: Path) -> Calibration:
         data = json.loads(Path(path).read_text())
         data.pop("method", None)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        return cls(**values)
 
 
 def _design(features: np.ndarray, mc_sd: np.ndarray) -> np.ndarray:
@@ -249,7 +254,13 @@ def calibrate(
 
 
 def adaptive_coverage(
-    mean, scale, actual, dates, calibration: Calibration, level: float, step: float
+    mean: np.ndarray,
+    scale: np.ndarray,
+    actual: np.ndarray,
+    dates: np.ndarray,
+    calibration: Calibration,
+    level: float,
+    step: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Adaptive conformal inference (Gibbs and Candes, 2021), day by day.
 
@@ -267,6 +278,6 @@ def adaptive_coverage(
         target = float(np.clip(current, 1e-4, 0.9999))
         lo, hi = calibration.interval(mean[rows], scale[rows], 1.0 - target)
         lower[rows], upper[rows], used[rows] = lo, hi, target
-        missed = np.mean((actual[rows] < lo) | (actual[rows] > hi))
+        missed = float(np.mean((actual[rows] < lo) | (actual[rows] > hi)))
         current = current + step * (alpha - missed)
     return lower, upper, used
