@@ -127,7 +127,7 @@ def load_inputs(client, run, work: Path, rows: int) -> Inputs:
     test = np.asarray(model.arrange(prepared.dataset, prepared.truth).judged["test"].x)
     reps = math.ceil(rows / len(test))
     x = np.ascontiguousarray(np.concatenate([test] * reps)[: max(rows, len(test))], np.float32)
-    return Inputs(folder, metadata, model.network_, x, len(test))
+    return Inputs(folder, metadata, model.fitted_network(), x, len(test))
 
 
 # --- measuring ------------------------------------------------------------------------------

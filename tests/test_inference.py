@@ -62,7 +62,7 @@ def _export(folder, overrides, passes=10):
             model=spec.name,
             arch=spec.arch,
             features=list(spec.features),
-            input_columns=input_columns(spec.features, spec.input_window),
+            input_columns=input_columns(spec.features, spec.window),
             outputs=list(OUTPUTS),
             trained_at="2024-01-01T00:00:00+00:00",
             metrics={},
@@ -75,12 +75,12 @@ def _export(folder, overrides, passes=10):
             git_commit="unknown",
             onnx_opset=17,
             files=files,
-            window=spec.input_window,
+            window=spec.window,
             serving=metadata.serving_policy(settings.serving, spec, x),  # ranges of x
         ),
         folder,
     )
-    window = spec.input_window
+    window = spec.window
     if window > 1:
         x = rng.normal(0.01, 0.02, size=(400, window, spec.n_features)).astype(np.float32)
     return model, spec, x, files

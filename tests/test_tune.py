@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from nextday.config import compose
-from nextday.contracts.tags import TRIAL_STATE as STATE_TAG
+from nextday.contracts.tags import TRIAL_STATE
 from nextday.steps.prepare import run_prepare
 from nextday.steps.tune import run_tune
 from nextday.tuning.study import masked
@@ -58,7 +58,7 @@ def test_trials_are_nested_runs_a_pruned_one_shows_and_a_second_call_continues(r
     assert len(children) == 3
     assert set(children["tags.nextday.step"]) == {"tune.trial"}
     assert set(children["params.train.learning_rate"]) <= {"0.001", "0.003", "1e-07"}
-    states = dict(zip(children["tags.nextday.trial"], children[f"tags.{STATE_TAG}"], strict=True))
+    states = dict(zip(children["tags.nextday.trial"], children[f"tags.{TRIAL_STATE}"], strict=True))
     assert states["0"] == "COMPLETE" and states["1"] == "PRUNED"
     history = mlflow.MlflowClient().get_metric_history(
         children.loc[children["tags.nextday.trial"] == "0", "run_id"].iloc[0], "val_mae"

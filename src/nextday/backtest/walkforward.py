@@ -108,10 +108,13 @@ def _relabel(dataset: pd.DataFrame, fold_dates, embargo: int, val_fraction: floa
     return split
 
 
-def refit(spec, cfg, dataset: pd.DataFrame, truth, period_dates, folder: Path) -> WalkForward:
+def refit(
+    spec, cfg, dataset: pd.DataFrame, truth, period_dates, folder: Path, start_from=None
+) -> WalkForward:
     """Refit the model, its baselines and its calibration on an expanding window before each
     fold of `backtest.refit_every` days; each fold is predicted by the model as deployed:
-    MC draws turned into the five outputs by `Calibration.apply`."""
+    MC draws turned into the five outputs by `Calibration.apply`. `start_from`: a trained
+    model each fold's network starts from (model.transfer_from)."""
     from nextday.models.baselines import Baselines
     from nextday.models.model import NextdayModel
 
@@ -129,7 +132,10 @@ def refit(spec, cfg, dataset: pd.DataFrame, truth, period_dates, folder: Path) -
         fitted_until = relabelled.loc[relabelled["split"] != "test", "date"].max()
         check_window(fitted_until, fold_dates[0], f"refit {number}")
         model = NextdayModel.from_config(spec, cfg.train).fit(
-            relabelled, truth, checkpoint=folder / f"fold_{number}" / "best.keras"
+            relabelled,
+            truth,
+            checkpoint=folder / f"fold_{number}" / "best.keras",
+            start_from=start_from,
         )
         data = model.fitted_data()
         baselines = Baselines.from_config(

@@ -46,19 +46,3 @@ SERVED_MODEL = Artifact("model", "export")
 METADATA = Artifact("metadata.json", "export")
 CARD = Artifact("model_card.md", "export")
 REFERENCE = Artifact("reference.json", "export")  # inside the served model's export folder
-
-ALL = (
-    CONFIG,
-    DATASET,
-    DEGENERATE_FEATURES,
-    TRUTH,
-    REGIMES,
-    SPEC,
-    PROCESSOR,
-    CHECKPOINT,
-    CALIBRATION,
-    SERVED_MODEL,
-    METADATA,
-    CARD,
-    REFERENCE,
-)

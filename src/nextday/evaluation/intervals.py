@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
+def inside(lower, upper, actual) -> np.ndarray:
+    """Per row: whether the actual lies in [lower, upper]."""
+    actual = np.asarray(actual)
+    return (np.asarray(lower) <= actual) & (actual <= np.asarray(upper))
+
+
 def coverage(lower, upper, actual) -> float:
     """Share of outcomes inside [lower, upper] (both ends included)."""
-    actual = np.asarray(actual, float)
-    return float(np.mean((np.asarray(lower) <= actual) & (actual <= np.asarray(upper))))
+    return float(np.mean(inside(lower, upper, np.asarray(actual, float))))
 
 
 def width(lower, upper) -> float:

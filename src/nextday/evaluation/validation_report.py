@@ -18,7 +18,7 @@ def _pct(value: float, decimals: int = 3) -> str:
     return f"{100 * value:.{decimals}f}%"
 
 
-def _verdict(spec: ModelSpec, judged: Judgement, settings: JudgingSettings) -> list[str]:
+def _verdict(judged: Judgement, settings: JudgingSettings) -> list[str]:
     metrics, dm, best = judged.metrics, judged.dm, judged.best_baseline
     test_mae, zero_mae, target = metrics["test_mae"], judged.zero_test_mae, settings.target_test_mae
     compared = [test_mae, zero_mae, *([target] if np.isfinite(target) else [])]
@@ -69,7 +69,7 @@ def render(spec: ModelSpec, judged: Judgement, settings: JudgingSettings) -> str
         "",
         "## The verdict, plainly",
         "",
-        *_verdict(spec, judged, settings),
+        *_verdict(judged, settings),
     ]
     for segment, table in judged.tables.items():
         lines += [

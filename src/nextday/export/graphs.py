@@ -79,9 +79,7 @@ def network_of(model, spec: ModelSpec) -> Network:
     layers = architecture(spec.arch).export_layers(model, spec)
     output = tuple(model.get_layer("output").get_weights())
     label_scale = float(model.get_layer("to_returns").scale)
-    return Network(
-        lower, upper, mean, divisor, tuple(layers), output, label_scale, spec.input_window
-    )
+    return Network(lower, upper, mean, divisor, tuple(layers), output, label_scale, spec.window)
 
 
 def input_shape(network: Network) -> list[int | None]:

@@ -30,10 +30,6 @@ class Architecture:
     export_layers: Callable[[Any, ModelSpec], list[Layer]]
     describe: Callable[[ModelSpec], str]
 
-    def window(self, spec: ModelSpec) -> int:
-        """Rows of history one prediction reads (1 for a row-wise model)."""
-        return spec.window if self.sequence else 1
-
 
 def dense_layers(x, spec: ModelSpec, start: int):
     """Dense layers `spec.layers[start:]`, each followed by its dropout."""
@@ -46,7 +42,7 @@ def dense_layers(x, spec: ModelSpec, start: int):
     return x
 
 
-def _exported_dense(model, spec: ModelSpec, start: int) -> list[Layer]:
+def exported_dense(model, spec: ModelSpec, start: int) -> list[Layer]:
     from nextday.export.graphs import Layer
 
     return [
@@ -76,7 +72,7 @@ def _lstm_export(model, spec: ModelSpec) -> list[Layer]:
     if lstm.activation.__name__ != "tanh" or lstm.recurrent_activation.__name__ != "sigmoid":
         raise ValueError("only the default LSTM activations (tanh, sigmoid) are exported")
     first = Layer("lstm", tuple(lstm.get_weights()), "tanh", spec.dropout[0])
-    return [first, *_exported_dense(model, spec, start=1)]
+    return [first, *exported_dense(model, spec, start=1)]
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -86,7 +82,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             name="mlp",
             sequence=False,
             body=_mlp_body,
-            export_layers=lambda model, spec: _exported_dense(model, spec, start=0),
+            export_layers=lambda model, spec: exported_dense(model, spec, start=0),
             describe=lambda spec: f"An MLP ({'-'.join(str(n) for n in spec.layers)})",
         ),
         Architecture(

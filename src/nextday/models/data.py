@@ -119,7 +119,7 @@ def arrange(spec: ModelSpec, dataset: pd.DataFrame, truth: pd.DataFrame | None =
     if not np.isfinite(features).all():
         bad = [f for f in spec.features if not np.isfinite(frame[f]).all()]
         raise ValueError(f"the dataset has missing or infinite values in features {bad}")
-    if spec.input_window > 1:
+    if spec.window > 1:
         index, has_window = window_index(frame["symbol"].to_numpy(), spec.window)
     else:
         index, has_window = None, np.ones(len(frame), dtype=bool)

@@ -27,7 +27,7 @@ class ModelSpec:
     layers: tuple[int, ...]
     dropout: tuple[float, ...]
     activation: str
-    window: int
+    window: int  # rows of history one prediction reads: 1 unless the architecture is a sequence
     train_rows: str
     evaluate_rows: str
     earnings_weight: float
@@ -46,11 +46,6 @@ class ModelSpec:
     @property
     def n_features(self) -> int:
         return len(self.features)
-
-    @property
-    def input_window(self) -> int:
-        """Rows of history one prediction reads: the window of a sequence model, else 1."""
-        return ARCHITECTURES[self.arch].window(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:

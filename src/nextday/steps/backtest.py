@@ -22,7 +22,7 @@ from nextday.backtest.judge import judge
 from nextday.backtest.settings import BacktestSettings
 from nextday.contracts import artifacts, tags
 from nextday.models.spec import ModelSpec, model_spec
-from nextday.steps.inputs import download, has_artifact, load_prepared, model_uri
+from nextday.steps.inputs import download, has_artifact, load_prepared, model_uri, transfer_source
 from nextday.steps.prepare import open_store
 from nextday.tracking import artifact_dir, step_run
 
@@ -56,7 +56,10 @@ def run_backtest(cfg: DictConfig) -> str:
         dataset = prepared.dataset
         if settings.mode == "refit":
             period = walkforward.period_dates(dataset, settings.segments)
-            walk = walkforward.refit(spec, cfg, dataset, prepared.truth, period, out / "folds")
+            source = transfer_source(cfg, spec, out / "transfer")
+            walk = walkforward.refit(
+                spec, cfg, dataset, prepared.truth, period, out / "folds", source
+            )
         else:
             walk = walkforward.fixed(
                 inference, spec, dataset, prepared.truth, settings, cfg.train.baselines

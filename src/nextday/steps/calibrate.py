@@ -24,7 +24,12 @@ from nextday.steps.inputs import find_model_run, load_model, load_prepared
 from nextday.tracking import artifact_dir, step_run
 from nextday.uncertainty import report
 from nextday.uncertainty.assessment import AssessmentSettings, assess
-from nextday.uncertainty.calibration import Calibration, CalibrationSettings, draw
+from nextday.uncertainty.calibration import (
+    Calibration,
+    CalibrationSettings,
+    calibration_draws,
+    draw,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +44,19 @@ def run_calibrate(cfg: DictConfig) -> str:
         model = load_model(model_run.info.run_id, out / "model")
         data = model.arrange(prepared.dataset, prepared.truth)
         settings = CalibrationSettings.from_config(cfg.calibrate, model.spec)
-        # the draws Calibration.fit makes, kept for the report (test: every row, like val)
-        draws = {
-            "train": draw(model, data.judged["train"], settings, settings.max_scale_rows),
-            "val": draw(model, data.judged["val"], settings),
-            "test": draw(model, data.judged["test"], settings),
-        }
-        calibration = Calibration.fit_draws(draws["train"], draws["val"], settings)
+        # the draws Calibration.fit makes, kept for the report, and every test row
+        train, val = calibration_draws(model, data, settings)
+        draws = {"val": val, "test": draw(model, data.judged["test"], settings)}
+        calibration = Calibration.fit_draws(train, val, settings)
         calibration.to_json(out / artifacts.CALIBRATION.path)
-        judged = AssessmentSettings.from_config(cfg.calibrate)
-        assessment = assess(model, calibration, data.judged, draws, judged)
+        assessing = AssessmentSettings.from_config(cfg.calibrate)
+        assessment = assess(model, calibration, data.judged, draws, assessing)
         mlflow.log_metrics(assessment.metrics)
-        report_path = report.write(out, model.spec, assessment, judged.level)
+        report_path = report.write(out, model.spec, assessment, assessing.level)
         mlflow.log_artifact(str(out / artifacts.CALIBRATION.path))
         mlflow.log_artifacts(str(out / "report"), "report")
         mlflow.log_artifact(str(report_path))
-        tag, metrics = level_tag(judged.level), assessment.metrics
+        tag, metrics = level_tag(assessing.level), assessment.metrics
         log.info(
             "calibrate %s: raw MC test coverage %.3f -> calibrated %.3f (width %.4f) -> run %s",
             name,

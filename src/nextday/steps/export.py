@@ -68,7 +68,7 @@ def run_export(cfg: DictConfig) -> str:
         reference = build_reference(spec.features, train, val, outputs, metrics, drift_days)
         files["reference"] = reference.to_json(folder / artifacts.REFERENCE.name).name
         meta = metadata.build(inputs, registered, version, files, metrics, settings)
-        gate_level = settings.gate.significance  # the card says "beats" at the gate's level
+        gate_level = settings.gate.significance  # card and report say "beats" at the gate's level
         description = card.render(meta, checks, str(cfg.data.source), significance=gate_level)
         (folder / artifacts.CARD.name).write_text(description)
         metadata.seal(meta, folder)
@@ -84,8 +84,9 @@ def run_export(cfg: DictConfig) -> str:
         mlflow.set_tags(
             {tags.REGISTERED_MODEL: registered, tags.VERSION: number, tags.GATE: decision}
         )
-        level = float(cfg.evaluation.significance)
-        text = report.render(spec, registered, number, metrics, checked, checks, decision, level)
+        text = report.render(
+            spec, registered, number, metrics, checked, checks, decision, gate_level
+        )
         _log_files(out, folder, text, checked)
         log.info(
             "export %s: %s version %s (%s); %s -> run %s",

@@ -116,3 +116,31 @@ def model_uri(cfg: DictConfig, name: str, explicit: str | None = None) -> str:
         )
     log.info("%s has no production version; using the newest export", registered)
     return f"runs:/{runs[0].info.run_id}/{artifacts.SERVED_MODEL.path}"
+
+
+def transfer_source(cfg: DictConfig, spec: ModelSpec, folder: Path) -> NextdayModel | None:
+    """model.transfer_from: a trained normal model (`latest` or a train run id) whose weights
+    a model of `spec` starts from (train, each tune trial, each refit fold); None when not set."""
+    source = cfg.model.get("transfer_from")
+    if not source:
+        return None
+    source = str(source)
+    if source == "latest":
+        query = (
+            f"tags.`{tags.STEP}` = 'train' and tags.`{tags.MODEL}` = 'normal' "
+            f"and attributes.status = 'FINISHED' and params.`arch.name` = '{spec.arch}'"
+        )
+        runs = mlflow.search_runs(
+            [mlflow.active_run().info.experiment_id],
+            query,
+            order_by=["start_time DESC"],
+            max_results=1,
+        )
+        if runs.empty:
+            raise LookupError(
+                f"model.transfer_from=latest: no finished normal {spec.arch} train run"
+            )
+        source = runs.iloc[0]["run_id"]
+    mlflow.set_tag(tags.TRANSFER_FROM, source)
+    log.info("%s: the network starts from run %s", spec.name, source)
+    return load_model(source, folder)

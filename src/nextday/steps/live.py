@@ -43,8 +43,9 @@ def run_live(cfg: DictConfig) -> str:
         live.require_row_model(model, uri)
         runs = model.metadata.runs
         config = mlflow.artifacts.load_text(f"runs:/{runs['prepare']}/{artifacts.CONFIG.path}")
+        market = live.prepared_market(config, runs["prepare"])  # refused before any write
         store = open_store(cfg)
-        period = live.simulate(live.prepared_market(config, runs["prepare"]), store, settings)
+        period = live.simulate(market, store, settings)
         logger = PredictionLogger(
             str(cfg.store.url),
             background=False,

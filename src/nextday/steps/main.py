@@ -17,7 +17,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from nextday.config import compose
-from nextday.contracts import tags
+from nextday.contracts import artifacts, tags
 from nextday.models.data import SEGMENTS, DataRequirementError, check_segments
 from nextday.models.spec import model_spec
 from nextday.reuse import Chain
@@ -26,7 +26,6 @@ from nextday.tracking import step_run
 log = logging.getLogger(__name__)
 
 MODELS = ("normal", "earnings")
-# the older name of tags.SKIPPED_REASON (tests/test_real_data.py imports it)
 
 
 def _cannot_train(cfg: DictConfig, prepare_run_id: str) -> str | None:
@@ -68,7 +67,12 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
             ("train", run_train, "prepare", "inputs.prepare_run_id={}"),
             ("calibrate", run_calibrate, "train", "inputs.model_run_id={}"),
             ("export", run_export, "calibrate", "inputs.calibrate_run_id={}"),
-            ("backtest", run_backtest, "export", "backtest.model=runs:/{}/model"),
+            (
+                "backtest",
+                run_backtest,
+                "export",
+                f"backtest.model=runs:/{{}}/{artifacts.SERVED_MODEL.path}",
+            ),
         )
         skipped: dict[str, str] = {}
         for model in MODELS:

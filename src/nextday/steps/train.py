@@ -23,7 +23,7 @@ from nextday.evaluation.judging import JudgingSettings, judge
 from nextday.models.baselines import Baselines
 from nextday.models.model import NextdayModel
 from nextday.models.spec import ModelSpec, model_spec
-from nextday.steps.inputs import Prepared, load_model, load_prepared, prepared_spec
+from nextday.steps.inputs import Prepared, load_prepared, prepared_spec, transfer_source
 from nextday.tracking import artifact_dir, find_input_run, step_run
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def train_and_log(cfg: DictConfig, spec: ModelSpec, prepared: Prepared, out: Pat
         prepared.truth,
         checkpoint=out / artifacts.CHECKPOINT.name,
         on_epoch=log_losses,
-        start_from=_transfer_source(cfg, spec, out),
+        start_from=transfer_source(cfg, spec, out / "transfer"),
     )
     baselines = Baselines.from_config(model.fitted_processor(), cfg.train.baselines, spec.seed)
     baselines.fit_model_rows(model.fitted_data())
@@ -76,34 +76,6 @@ def train_and_log(cfg: DictConfig, spec: ModelSpec, prepared: Prepared, out: Pat
     return judged.metrics
 
 
-def _transfer_source(cfg: DictConfig, spec: ModelSpec, out: Path) -> NextdayModel | None:
-    """model.transfer_from: a trained normal model (`latest` or a train run id) whose
-    weights this model starts from; None when not set."""
-    source = cfg.model.get("transfer_from")
-    if not source:
-        return None
-    source = str(source)
-    if source == "latest":
-        query = (
-            f"tags.`{tags.STEP}` = 'train' and tags.`{tags.MODEL}` = 'normal' "
-            f"and attributes.status = 'FINISHED' and params.`arch.name` = '{spec.arch}'"
-        )
-        runs = mlflow.search_runs(
-            [mlflow.active_run().info.experiment_id],
-            query,
-            order_by=["start_time DESC"],
-            max_results=1,
-        )
-        if runs.empty:
-            raise LookupError(
-                f"model.transfer_from=latest: no finished normal {spec.arch} train run"
-            )
-        source = runs.iloc[0]["run_id"]
-    mlflow.set_tag(tags.TRANSFER_FROM, source)
-    log.info("train: the network starts from run %s", source)
-    return load_model(source, out / "transfer")
-
-
 def _log_model(model: NextdayModel, out: Path) -> None:
     """model_files/ (what calibrate and export load) and the Keras model as an MLflow model
     with a tensor signature (the served, DataFrame-in model is export's ONNX one)."""
@@ -116,7 +88,7 @@ def _log_model(model: NextdayModel, out: Path) -> None:
     example = np.asarray(model.fitted_data().judged["test"].x[:5], dtype=np.float32)
     signature = infer_signature(example, model.predict(example).astype(np.float32))
     mlflow.tensorflow.log_model(
-        model.network_,
+        model.fitted_network(),
         name="model",
         signature=signature,
         input_example=example,

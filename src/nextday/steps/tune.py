@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from nextday.contracts import tags
 from nextday.evaluation.metrics import POINT_METRICS, prefixed
 from nextday.models.spec import model_spec
-from nextday.steps.inputs import Prepared, load_prepared, prepared_spec
+from nextday.steps.inputs import Prepared, load_prepared, prepared_spec, transfer_source
 from nextday.steps.train import train_and_log
 from nextday.tracking import artifact_dir, find_input_run, step_run
 from nextday.tuning.space import check_space, suggest, trial_config
@@ -94,14 +94,17 @@ def _objective(
         mlflow.log_params(params)
         try:
             trial_cfg = trial_config(overrides, params, max_epochs)
+            spec = prepared_spec(trial_cfg, prepared)
+            folder = out / f"trial-{trial.number}"
             result = fit_trial(
                 trial,
-                prepared_spec(trial_cfg, prepared),
+                spec,
                 trial_cfg.train,
                 (prepared.dataset, prepared.truth),
                 metric,
-                out / f"trial-{trial.number}" / "best.keras",
+                folder / "best.keras",
                 lambda epoch, values: mlflow.log_metrics(values, step=epoch),
+                transfer_source(trial_cfg, spec, folder / "transfer"),
             )
         except Exception:
             mlflow.set_tag(tags.TRIAL_STATE, "FAIL")  # Optuna records it as failed, goes on

@@ -37,10 +37,12 @@ def fit_trial(
     metric: str,
     checkpoint: Path,
     log_epoch: Callable[[int, dict], None],
+    start_from: NextdayModel | None = None,
 ) -> TrialResult:
     """Fit `spec` (the `train` group says how) on the prepared dataset and its oracle
     (`data`), reporting `metric` on validation rows after each epoch so the pruner can stop
-    it. A finished trial whose metric is not finite is an error."""
+    it (starting from `start_from`'s weights when given). A finished trial whose metric is
+    not finite is an error."""
     from nextday.tuning.pruning import ReportObjective
 
     reporter: list[ReportObjective] = []
@@ -52,7 +54,7 @@ def fit_trial(
     dataset, truth = data
     try:
         model = NextdayModel.from_config(spec, train).fit(
-            dataset, truth, checkpoint=checkpoint, callbacks=callbacks
+            dataset, truth, checkpoint=checkpoint, callbacks=callbacks, start_from=start_from
         )
     except optuna.TrialPruned as pruned:
         return TrialResult(reporter[0].epochs_seen if reporter else 0, {}, metric, pruned)

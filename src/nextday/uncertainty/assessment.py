@@ -152,14 +152,12 @@ def reliability(calibration: Calibration, part: Draws, scale: np.ndarray) -> pd.
     return pd.DataFrame({"nominal": NOMINAL, "observed": observed})
 
 
-def _inside(low: np.ndarray, high: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return (np.asarray(low) <= y) & (np.asarray(y) <= high)
-
-
 def by_bucket(vol: np.ndarray, low: np.ndarray, high: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     """Coverage and width by quintile of trailing 20-day volatility."""
     bucket = pd.qcut(vol, 5, labels=["1 calm", "2", "3", "4", "5 wild"], duplicates="drop")
-    frame = pd.DataFrame({"bucket": bucket, "inside": _inside(low, high, y), "width": high - low})
+    frame = pd.DataFrame(
+        {"bucket": bucket, "inside": intervals.inside(low, high, y), "width": high - low}
+    )
     return frame.groupby("bucket", observed=True).agg(
         coverage=("inside", "mean"), width=("width", "mean"), rows=("inside", "size")
     )
@@ -168,7 +166,7 @@ def by_bucket(vol: np.ndarray, low: np.ndarray, high: np.ndarray, y: np.ndarray)
 def by_month(dates: np.ndarray, low: np.ndarray, high: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     months = pd.to_datetime(pd.Series(dates)).dt.to_period("M").astype(str)
     return (
-        pd.DataFrame({"month": months, "inside": _inside(low, high, y)})
+        pd.DataFrame({"month": months, "inside": intervals.inside(low, high, y)})
         .groupby("month")
         .agg(coverage=("inside", "mean"), rows=("inside", "size"))
     )

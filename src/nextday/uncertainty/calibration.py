@@ -125,6 +125,15 @@ def draw(
     )
 
 
+def calibration_draws(
+    model: NextdayModel, data: ModelData, settings: CalibrationSettings
+) -> tuple[Draws, Draws]:
+    """The rows a calibration is fitted on: at most `max_scale_rows` training rows (the scale
+    model) and every validation row (the conformal quantiles)."""
+    train = draw(model, data.judged["train"], settings, settings.max_scale_rows)
+    return train, draw(model, data.judged["val"], settings)
+
+
 @dataclass(frozen=True)
 class Calibration:
     scale_features: tuple[str, ...]
@@ -141,9 +150,7 @@ class Calibration:
     ) -> Calibration:
         """Calibrate `model`: MC draws on (at most `max_scale_rows`) training rows fit the
         scale, draws on every validation row fit the conformal quantiles."""
-        train = draw(model, data.judged["train"], settings, settings.max_scale_rows)
-        val = draw(model, data.judged["val"], settings)
-        return cls.fit_draws(train, val, settings)
+        return cls.fit_draws(*calibration_draws(model, data, settings), settings)
 
     @classmethod
     def fit_draws(cls, train: Draws, val: Draws, settings: CalibrationSettings) -> Calibration:
