@@ -12,6 +12,7 @@ same code is reused, not redone (nextday.reuse); `reuse=false` runs everything a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import mlflow
 from omegaconf import DictConfig
@@ -44,6 +45,24 @@ def _cannot_train(cfg: DictConfig, prepare_run_id: str) -> str | None:
     return None
 
 
+def _model_steps() -> tuple[tuple[str, Callable[[DictConfig], str], str, str], ...]:
+    """Each model step in order: its name, its run function, the step it consumes and the
+    override that names that input run (backtest judges the version just exported, promoted
+    or not)."""
+    from nextday.steps.backtest import run_backtest
+    from nextday.steps.calibrate import run_calibrate
+    from nextday.steps.export import run_export
+    from nextday.steps.train import run_train
+
+    served = f"backtest.model=runs:/{{}}/{artifacts.SERVED_MODEL.path}"
+    return (
+        ("train", run_train, "prepare", "inputs.prepare_run_id={}"),
+        ("calibrate", run_calibrate, "train", "inputs.model_run_id={}"),
+        ("export", run_export, "calibrate", "inputs.calibrate_run_id={}"),
+        ("backtest", run_backtest, "export", served),
+    )
+
+
 def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, str]:
     """Run (or reuse) every step in order under one parent run; return the step -> run id
     map.
@@ -51,29 +70,12 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
     `overrides` are the user's Hydra overrides; each model's steps compose them with
     `model=<name>` (the user's `model.*` keys still apply to both models).
     """
-    from nextday.steps.backtest import run_backtest
-    from nextday.steps.calibrate import run_calibrate
-    from nextday.steps.export import run_export
     from nextday.steps.prepare import open_store, run_prepare
-    from nextday.steps.train import run_train
 
     overrides = [o for o in (overrides or []) if not o.startswith("model=")]
     with step_run(cfg, "main") as parent:
         chain = Chain(parent, bool(cfg.reuse), lambda: open_store(cfg).count("ohlcv") > 0)
         runs = {"prepare": chain.step("prepare", "prepare", run_prepare, cfg, {})}
-        # each model step: its run function and the override that names its input run
-        # (backtest judges the version just exported, promoted or not)
-        chained = (
-            ("train", run_train, "prepare", "inputs.prepare_run_id={}"),
-            ("calibrate", run_calibrate, "train", "inputs.model_run_id={}"),
-            ("export", run_export, "calibrate", "inputs.calibrate_run_id={}"),
-            (
-                "backtest",
-                run_backtest,
-                "export",
-                f"backtest.model=runs:/{{}}/{artifacts.SERVED_MODEL.path}",
-            ),
-        )
         skipped: dict[str, str] = {}
         for model in MODELS:
             reason = _cannot_train(compose([*overrides, f"model={model}"]), runs["prepare"])
@@ -82,7 +84,7 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
                 log.warning("main: model=%s skipped: %s", model, reason)
                 mlflow.set_tag(f"{tags.SKIPPED_REASON}{model}", reason[:5000])
                 continue
-            for step, run, upstream, input_override in chained:
+            for step, run, upstream, input_override in _model_steps():
                 source = runs[upstream if upstream == "prepare" else f"{upstream}.{model}"]
                 runs[f"{step}.{model}"] = chain.step(
                     step,
