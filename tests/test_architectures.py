@@ -9,7 +9,13 @@ import pytest
 
 from nextday.config import CONF_DIR, compose
 from nextday.export import graphs
-from nextday.models.architectures import ARCHITECTURES, Architecture, dense_layers, exported_dense
+from nextday.models.architectures import (
+    ARCHITECTURES,
+    Architecture,
+    Layer,
+    dense_layers,
+    exported_dense,
+)
 from nextday.models.networks import build_network
 from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import ConfigError, model_spec
@@ -45,9 +51,7 @@ def _wide_body(x, spec):
 
 
 def _wide_export(model, spec):
-    first = graphs.Layer(
-        "dense", tuple(model.get_layer("wide").get_weights()), spec.activation, 0.0
-    )
+    first = Layer("dense", tuple(model.get_layer("wide").get_weights()), spec.activation, 0.0)
     return [first, *exported_dense(model, spec, start=1)]
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nextday.inference.outputs import OUTPUTS, QUANTILE_LEVELS
-from nextday.models.architectures import architecture
+from nextday.models.architectures import Layer, architecture
 from nextday.models.spec import ModelSpec
 from nextday.uncertainty.calibration import EPS, Calibration
 
@@ -34,14 +34,6 @@ INPUT_NAME = "features"
 # name scope of the random draws, which stay float32 in the float16 variant
 MASK_SCOPE = "masks"
 SAMPLES = "samples"
-
-
-@dataclass(frozen=True)
-class Layer:
-    kind: str  # "dense" or "lstm"
-    weights: tuple[np.ndarray, ...]  # dense: kernel, bias; lstm: kernel, recurrent, bias
-    activation: str  # dense only (the LSTM uses tanh and sigmoid, as Keras's default)
-    dropout: float  # rate of the dropout after this layer (0: none)
 
 
 @dataclass(frozen=True)

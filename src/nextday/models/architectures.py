@@ -15,9 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
-    from nextday.export.graphs import Layer
     from nextday.models.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One trained layer as export rebuilds it in the ONNX graph (`nextday.export.graphs`)."""
+
+    kind: str  # "dense" or "lstm"
+    weights: tuple[np.ndarray, ...]  # dense: kernel, bias; lstm: kernel, recurrent, bias
+    activation: str  # dense only (the LSTM uses tanh and sigmoid, as Keras's default)
+    dropout: float  # rate of the dropout after this layer (0: none)
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,6 @@ def dense_layers(x, spec: ModelSpec, start: int):
 
 
 def exported_dense(model, spec: ModelSpec, start: int) -> list[Layer]:
-    from nextday.export.graphs import Layer
 
     return [
         Layer("dense", tuple(model.get_layer(f"dense_{i}").get_weights()), spec.activation, dropout)
@@ -66,7 +76,6 @@ def _lstm_body(x, spec: ModelSpec):
 
 
 def _lstm_export(model, spec: ModelSpec) -> list[Layer]:
-    from nextday.export.graphs import Layer
 
     lstm = model.get_layer("lstm")
     if lstm.activation.__name__ != "tanh" or lstm.recurrent_activation.__name__ != "sigmoid":
