@@ -21,6 +21,5 @@ class ExportInputs:
     spec: ModelSpec
     processor: dict[str, Any]  # the model's processor.json
     calibration: Calibration
-    calibration_json: dict[str, Any]  # calibration.json as calibrate wrote it
     dataset: pd.DataFrame  # the prepared dataset
     data: ModelData  # the dataset arranged for the model

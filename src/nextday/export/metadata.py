@@ -91,7 +91,7 @@ def build(
         trained_at=inputs.trained_at,
         metrics=dict(metrics),
         processor=inputs.processor,  # the feature processor inside the graphs (clip, scale)
-        calibration=inputs.calibration_json,
+        calibration=inputs.calibration.to_dict(),
         mc={"passes": inputs.calibration.passes, "seed": settings.seed},
         data=data_summary(inputs.dataset),
         hyperparameters=asdict(spec),

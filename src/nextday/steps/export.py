@@ -12,7 +12,6 @@ the drift reference `nextday.monitoring.reference`'s); this module finds inputs 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -130,14 +129,9 @@ def _read_inputs(client, model: str, calibrate_id: str | None, run: Run, out: Pa
         spec=trained.spec,
         processor=trained.fitted_processor().to_dict(),
         calibration=Calibration.from_json(calibration_path),
-        calibration_json=_json(calibration_path),
         dataset=prepared.dataset,
         data=trained.arrange(prepared.dataset, prepared.truth),
     )
-
-
-def _json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 def _log_files(out: Path, folder: Path, report_text: str, checked: parity.Parity) -> None:

@@ -191,10 +191,12 @@ class Calibration:
         """Every stored quantile per row (rows x levels): for CRPS and pinball losses."""
         return mean[:, None] + scale[:, None] * np.array(self.quantiles)[None, :]
 
+    def to_dict(self) -> dict[str, Any]:
+        """calibration.json's content (also metadata.json's `calibration`)."""
+        return {"method": "mc_dropout+scale+split_conformal", **asdict(self)}
+
     def to_json(self, path: Path) -> None:
-        Path(path).write_text(
-            json.dumps({"method": "mc_dropout+scale+split_conformal", **asdict(self)}, indent=2)
-        )
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def from_json(cls, path: Path) -> Calibration:
