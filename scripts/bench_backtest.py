@@ -3,8 +3,9 @@
 In a fresh root: prepare a synthetic market of 1000 symbols x 2 years whose test segment is
 the last 60% of the dates (more than a year), fit a small normal model on the rest (2 epochs:
 this measures the backtest, not the model), calibrate with 20 passes, export, then time
-`backtest backtest.segments=[test]` in a child process. Prints a table and logs it to MLflow
-(experiment nextday-bench).
+`backtest backtest.segments=[test]` in a child process, with the time of each of its stages
+(predict, leak guard and costs, signal analytics, trading, forecast metrics, Sharpe intervals,
+report). Prints a table and logs it to MLflow (experiment nextday-bench).
     python scripts/bench_backtest.py
     python scripts/bench_backtest.py data.n_symbols=200     # any extra Hydra overrides
 """
@@ -63,16 +64,20 @@ def main(extra: list[str]) -> pd.DataFrame:
             order_by=["attributes.start_time DESC"],
         )[0]
         metrics = run.data.metrics
+    symbols = int([o for o in common if o.startswith("data.n_symbols=")][-1].split("=")[1])
+    stages = {
+        k.removeprefix("bt_seconds_") + "_s": v
+        for k, v in sorted(metrics.items())
+        if k.startswith("bt_seconds_")
+    }
     table = pd.DataFrame(
         [
             {
-                "symbols": int(
-                    next(o for o in common if o.startswith("data.n_symbols")).split("=")[1]
-                ),
+                "symbols": symbols,
                 "days": int(metrics["bt_days"]),
                 "process_wall_s": wall,
                 "step_s": metrics["bt_seconds"],
-                "predict_and_guard_s": metrics["bt_predict_seconds"],
+                **stages,
                 "peak_rss_gb": rss,
                 "goal_s": 60.0,
             }

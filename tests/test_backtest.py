@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from conftest import quick_root
-from nextday.backtest import breakdowns, guard, strategy, walkforward
+from nextday.backtest import breakdowns, guard, performance, strategy, walkforward
 from nextday.backtest.breakdowns import market_regimes, surprise_buckets
-from nextday.backtest.judge import judge
+from nextday.backtest.costs import CostModel, Frictions
+from nextday.backtest.judge import Market, judge
 from nextday.backtest.metrics import coverage_name
 from nextday.backtest.settings import BacktestSettings
 from nextday.config import compose
@@ -30,14 +31,28 @@ from nextday.steps.inputs import load_prepared
 from nextday.steps.prepare import run_prepare
 from nextday.steps.train import run_train
 
+FLAT_COSTS = CostModel(
+    half_spread_bps=10.0, fallback_half_spread_bps=10.0, min_half_spread_bps=0.0,
+    max_half_spread_bps=100.0, spread_days=5, adv_days=5, vol_days=5, impact_coefficient=0.0,
+)  # fmt: skip
+
+
+def _flat_frictions(index, columns, half_spread=10e-4) -> Frictions:
+    frame = pd.DataFrame(half_spread, index=index, columns=columns)
+    return Frictions(frame, frame * 0 + 0.02, frame * 0 + 1e9, ())
+
 
 def test_long_short_returns_match_a_hand_computation():
-    # two days, four names, quantile 0.25: one long (highest signal), one short (lowest)
-    symbols = ["A", "B", "C", "D"] * 2
-    dates = np.repeat(pd.to_datetime(["2024-01-02", "2024-01-03"]), 4)
-    signal = np.array([0.3, 0.1, -0.2, 0.0, -0.5, 0.2, 0.4, 0.1])
-    realized = np.array([0.02, 0.01, -0.03, 0.00, 0.01, -0.02, 0.05, 0.00])
-    daily = strategy.long_short(symbols, dates, signal, realized, quantile=0.25, cost_bps=10)
+    # two days, four names, quantile 0.25 rebuilt daily: one long (highest), one short (lowest)
+    signal = pd.DataFrame(
+        [[0.3, 0.1, -0.2, 0.0], [-0.5, 0.2, 0.4, 0.1]],
+        index=pd.to_datetime(["2024-01-02", "2024-01-03"]), columns=list("ABCD"),
+    )  # fmt: skip
+    realized = signal * 0 + np.array([[0.02, 0.01, -0.03, 0.00], [0.01, -0.02, 0.05, 0.00]])
+    long, short = strategy.legs(signal, strategy.TradingRule(0.25, 0.25, 1))
+    weights = strategy.leg_weights(long, short)
+    frictions = _flat_frictions(signal.index, signal.columns)
+    daily = strategy.book(weights, realized, frictions, 1e6, FLAT_COSTS)
     # day 1: long A (+0.02), short C (-(-0.03)); the first book trades |1| + |-1| = 2
     assert daily["gross"].iloc[0] == pytest.approx(0.02 + 0.03)
     assert daily["turnover"].iloc[0] == pytest.approx(2.0)
@@ -46,9 +61,49 @@ def test_long_short_returns_match_a_hand_computation():
     assert daily["gross"].iloc[1] == pytest.approx(0.05 - 0.01)
     assert daily["turnover"].iloc[1] == pytest.approx(4.0)
     assert daily["net"].iloc[1] == pytest.approx(0.04 - 4 * 10e-4)
-    summary = strategy.summary(daily["net"], daily["turnover"])
+    summary = performance.summary(daily["net"], daily["turnover"])
     assert summary["hit_rate"] == 1.0 and summary["max_drawdown"] == 0.0
     assert summary["turnover"] == pytest.approx(3.0)
+
+
+def test_the_holding_band_keeps_a_name_until_it_leaves_the_exit_quantile():
+    # ten names; name 0 starts on top and slides down one rank a day
+    days, names = 6, 10
+    values = np.tile(np.arange(names, 0, -1, dtype=float), (days, 1))
+    for t in range(days):
+        values[t, 0] = names - 0.5 - t  # ranks 1, 2, 3, 4, 5, 6 of 10
+    signal = pd.DataFrame(values, columns=[f"S{i}" for i in range(names)])
+    banded, _ = strategy.legs(signal, strategy.TradingRule(0.2, 0.4, 1))
+    rebuilt, _ = strategy.legs(signal, strategy.TradingRule(0.2, 0.2, 1))
+    assert banded.sum(axis=1).tolist() == [2] * days  # k = 2 names a leg every day
+    # rebuilt daily, S0 leaves once two names rank above it; banded, once it falls out of
+    # the top 4 (40%)
+    assert rebuilt[:, 0].tolist() == [True, True, False, False, False, False]
+    assert banded[:, 0].tolist() == [True, True, True, True, False, False]
+    turnover = {
+        name: np.abs(np.diff(strategy.leg_weights(legs, legs * False), axis=0)).sum()
+        for name, legs in (("banded", banded), ("rebuilt", rebuilt))
+    }
+    assert turnover["banded"] <= turnover["rebuilt"]
+    # revised every third day: the legs stand still in between
+    slow, _ = strategy.legs(signal, strategy.TradingRule(0.2, 0.2, 3))
+    assert (slow[1] == slow[0]).all() and (slow[2] == slow[0]).all()
+    with pytest.raises(ValueError, match="exit_quantile"):
+        strategy.TradingRule(0.2, 0.1, 1)
+
+
+def test_interval_sizing_puts_more_on_confident_names_of_the_same_legs():
+    index = pd.to_datetime(["2024-01-02"])
+    prediction = pd.DataFrame([[0.02, 0.02, 0.0, 0.0, -0.02, -0.02]], index=index)
+    width = pd.DataFrame([[0.01, 0.02, 0.01, 0.01, 0.01, 0.02]], index=index)
+    long, short = strategy.legs(prediction, strategy.TradingRule(1 / 3, 1 / 3, 1))
+    score = strategy.interval_score(prediction, prediction - width, prediction + width, 0.8)
+    sized = strategy.leg_weights(long, short, score)[0]
+    equal = strategy.leg_weights(long, short)[0]
+    assert np.array_equal(sized != 0, equal != 0)  # the same names
+    # weights in proportion to 1 / sigma^2: 4:1 in each leg
+    assert sized[:2] == pytest.approx([0.8, 0.2]) and sized[4:] == pytest.approx([-0.8, -0.2])
+    assert sized.sum() == pytest.approx(0.0) and np.abs(sized).sum() == pytest.approx(2.0)
 
 
 def test_execution_timing_uses_the_next_open_or_close():
@@ -137,7 +192,8 @@ def test_metric_names_and_interval_columns_follow_the_level(level, monkeypatch):
     settings = dataclasses.replace(
         settings, level=level, segments=("test",), regime_window=5, rolling_days=5
     )
-    backtest = judge(walk, dataset, settings, true_regimes=None, by_surprise=True)
+    frictions = _flat_frictions(dataset["date"].unique(), dataset["symbol"].unique())
+    backtest = judge(walk, dataset, settings, Market(frictions), by_surprise=True)
     lower, upper = INTERVALS[level]
     rows, metrics = backtest.rows, backtest.metrics
     assert coverage_name(level) == f"bt_coverage_{round(level * 100)}"
@@ -160,6 +216,18 @@ def test_metric_names_and_interval_columns_follow_the_level(level, monkeypatch):
         assert f"coverage_{level_tag(level)}" in table.columns
         share = (table[f"coverage_{level_tag(level)}"] * table["rows"]).sum() / table["rows"].sum()
         assert share == pytest.approx(metrics[coverage_name(level)])
+
+
+def test_a_tuned_model_gets_a_deflated_sharpe_for_its_trials():
+    dataset, walk = _walk_forward()
+    settings = BacktestSettings.from_config(compose(["experiment=quick"]))
+    settings = dataclasses.replace(settings, segments=("test",), regime_window=5, rolling_days=5)
+    frictions = _flat_frictions(dataset["date"].unique(), dataset["symbol"].unique())
+    trained = judge(walk, dataset, settings, Market(frictions), by_surprise=False).metrics
+    tuned = judge(walk, dataset, settings, Market(frictions), False, trials=50).metrics
+    assert "bt_strategy_deflated_sharpe" not in trained and tuned["bt_trials"] == 50
+    # fifty tries make the same Sharpe less convincing than one
+    assert 0.0 <= tuned["bt_strategy_deflated_sharpe"] < tuned["bt_strategy_psr"] <= 1.0
 
 
 def test_direction_accuracy_has_one_home():
@@ -207,20 +275,36 @@ def test_fixed_backtest_reports_every_section_and_logs_predictions(store):
         "bt_strategy_sharpe", "bt_strategy_max_drawdown", "bt_strategy_turnover",
         "bt_strategy_hit_rate", "bt_tree_strategy_sharpe", "bt_market_sharpe",
         "bt_baseline_linear_mae", "bt_oracle_mae", "bt_leak_flag",
+        # the signal: IC decay, quintile spread, ranking turnover, sectors (synthetic)
+        "bt_ic_h1", "bt_ic_h2", "bt_ic_h5", "bt_ic_h10", "bt_spread_q5_q1",
+        "bt_spread_q5_q1_se", "bt_rank_autocorr", "bt_group_neutral_ic", "bt_oracle_ic_h5",
+        # the books after costs, with Sharpe intervals, sizing and turnover control
+        "bt_strategy_sharpe_ci_low", "bt_strategy_sharpe_ci_high", "bt_strategy_psr",
+        "bt_tree_strategy_sharpe_ci_low", "bt_market_sharpe_ci_high", "bt_sized_strategy_sharpe",
+        "bt_sizing_sharpe_diff_ci_low", "bt_turnover_control_sharpe_diff_ci_high",
+        "bt_strategy_sortino", "bt_strategy_calmar", "bt_strategy_cost_bps",
     ):  # fmt: skip
         assert name in metrics, name
     assert metrics["bt_days"] >= 120  # the val + test days of the quick market
+    assert metrics["bt_ic_h1"] == pytest.approx(metrics["bt_ic"])  # the same next-day IC
+    low, high = metrics["bt_strategy_sharpe_ci_low"], metrics["bt_strategy_sharpe_ci_high"]
+    assert low < metrics["bt_strategy_sharpe"] < high
+    # the holding band trades less than the legs rebuilt every day
+    assert metrics["bt_strategy_turnover"] < metrics["bt_daily_rebuild_strategy_turnover"]
+    assert "bt_strategy_deflated_sharpe" not in metrics  # trained, not tuned
     html = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/backtest/backtest.html")
-    for section in ("Verdict", "Forecasts", "Trading view", "Over time", "By market regime",
-                    "By volatility", "Leak guard"):  # fmt: skip
+    for section in ("Verdict", "At a glance", "Forecasts", "Signal", "Trading view",
+                    "Over time", "By market regime", "By volatility", "Leak guard"):  # fmt: skip
         assert f"<h2>{section}</h2>" in html, section
-    assert html.count("<img") == 3  # equity, rolling MAE and IC, coverage
     files = {f.path for f in mlflow.MlflowClient().list_artifacts(run.info.run_id, "backtest")}
-    assert {
-        "backtest/daily.parquet",
-        "backtest/equity_drawdown.png",
-        "backtest/regimes.png",
-    } <= files
+    pictures = {
+        "equity_drawdown", "rolling_mae_ic", "coverage", "capacity", "at_a_glance",
+        "ic_decay", "quantile_returns", "monthly_ic", "group_ic",
+    }  # fmt: skip
+    for picture in pictures:  # each on the page and beside it
+        assert f'alt="{picture}"' in html and f"backtest/{picture}.png" in files, picture
+    assert html.count("<img") == len(pictures)
+    assert {"backtest/daily.parquet", "backtest/capacity.csv", "backtest/regimes.png"} <= files
     daily = pd.read_parquet(
         mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/backtest/daily.parquet")
     )
@@ -240,6 +324,18 @@ def test_fixed_backtest_reports_every_section_and_logs_predictions(store):
         )
     )
     assert logged["actual"].notna().all() and (logged["p10"] < logged["p90"]).all()
+
+
+def test_the_trials_behind_a_model_come_from_its_tuning_run(store):
+    from nextday.steps.backtest import _study_trials
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("nextday").experiment_id
+    tuned = client.create_run(experiment, tags={tags.STUDY: "nextday-normal"})
+    client.log_metric(tuned.info.run_id, "study_trials", 24)
+    trained = client.create_run(experiment)
+    assert _study_trials(tuned.info.run_id) == 24
+    assert _study_trials(trained.info.run_id) is None and _study_trials(None) is None
 
 
 def test_refit_backtest_fits_each_fold_on_its_past_only(store):

@@ -77,6 +77,25 @@ def test_headers_are_case_insensitive_and_extra_columns_ignored(tmp_path):
     assert list(ohlcv["volume"]) == [1000.0, 1500.0]
 
 
+def test_a_sector_column_gives_each_symbol_its_group(tmp_path):
+    text = (
+        "symbol,date,close,sector\n"
+        "AAA,2024-01-03,10,Tech\n"
+        "AAA,2024-01-04,11, Tech \n"
+        "BBB,2024-01-03,20,\n"
+        "BBB,2024-01-04,21,Energy\n"
+        "CCC,2024-01-03,30,Energy\n"
+        "CCC,2024-01-04,31,Utilities\n"
+    )
+    market = load_csv(write(tmp_path, "prices.csv", text))
+    groups = market.symbols.set_index("symbol")["sector"]
+    # blanks are skipped, and a reclassified symbol takes its latest group, with a note
+    assert groups.to_dict() == {"AAA": "Tech", "BBB": "Energy", "CCC": "Utilities"}
+    assert any("1 symbol(s) change sector" in note and "'CCC'" in note for note in market.notes)
+    assert list(market.ohlcv.columns) == OHLCV_COLUMNS  # the group is not a bar's column
+    assert load_csv(write(tmp_path, "plain.csv", GOOD)).symbols is None
+
+
 def test_missing_earnings_file_gives_empty_earnings_and_a_note(tmp_path):
     market = load_csv(write(tmp_path, "prices.csv", GOOD))
     assert market.earnings.empty

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nextday.backtest import strategy
+from nextday.backtest import performance
 from nextday.evaluation.intervals import coverage, level_tag
 from nextday.evaluation.metrics import point_metrics
 from nextday.inference.outputs import INTERVALS
@@ -90,7 +90,7 @@ def tables(
     regime on synthetic data, 20-day volatility quintile and, `by_surprise`, EPS surprise."""
     by_regime = table(rows, "market_regime", level)
     sharpe = {
-        regime: strategy.summary(book["net"].reindex(dates.unique())).get("sharpe", np.nan)
+        regime: performance.summary(book["net"].reindex(dates.unique())).get("sharpe", np.nan)
         for regime, dates in rows.groupby("market_regime")["date"]
     }
     by_regime["strategy_sharpe"] = by_regime["market_regime"].map(sharpe)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nextday.backtest import strategy
+from nextday.backtest import performance
 from nextday.evaluation.intervals import coverage
 from nextday.evaluation.metrics import daily_ic, direction_hits
 from nextday.inference.outputs import INTERVALS
@@ -60,6 +60,6 @@ def daily_series(
         daily[f"rolling_{column}"] = daily[column].rolling(window, min_periods=1).mean()
     daily = daily.join(book.add_prefix("strategy_"), how="left")
     daily["market"] = market
-    daily["strategy_drawdown"] = strategy.drawdown(daily["strategy_net"].fillna(0.0))
+    daily["strategy_drawdown"] = performance.drawdown(daily["strategy_net"].fillna(0.0))
     regimes = grouped[[c for c in REGIME_COLUMNS if c in rows]].first()
     return daily.join(regimes)

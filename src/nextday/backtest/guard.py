@@ -78,7 +78,8 @@ def point_in_time(
 
 
 def sampled_point_in_time(
-    store,
+    bars: pd.DataFrame,
+    reports: pd.DataFrame,
     rows: pd.DataFrame,
     dataset: pd.DataFrame,
     features: list[str],
@@ -86,19 +87,16 @@ def sampled_point_in_time(
     max_days_since_earnings: int,
 ) -> pd.DataFrame:
     """`point_in_time` on `dates` dates spread evenly over the predicted `rows`, against the
-    raw bars and reports of the dataset's symbols in `store` (a `nextday.data.store.Store`)."""
+    raw `bars` and earnings `reports` the store holds (its ohlcv and earnings tables)."""
     predicted = np.sort(rows["date"].unique())
     picks = predicted[np.linspace(0, len(predicted) - 1, dates).astype(int)]
-    last = pd.Timestamp(picks.max())
     universe = set(dataset["symbol"].unique())
-    ohlcv = store.read("ohlcv", "ts <= :last", {"last": last.to_pydatetime()})
-    earnings = store.read("earnings")
     used = dataset[dataset["symbol"].isin(set(rows["symbol"].unique()))]
     return point_in_time(
         used,
         features,
-        ohlcv[ohlcv["symbol"].isin(universe)],
-        earnings[earnings["symbol"].isin(universe)],
+        bars[bars["symbol"].isin(universe) & (bars["ts"] <= pd.Timestamp(picks.max()))],
+        reports[reports["symbol"].isin(universe)],
         picks,
         max_days_since_earnings,
     )

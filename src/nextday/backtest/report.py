@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nextday.backtest import breakdowns, strategy
+from nextday.backtest import breakdowns, plots, sections
 from nextday.backtest.judge import Backtest
 from nextday.backtest.metrics import MODEL, ORACLE, ZERO, coverage_name, forecast_prefix
 from nextday.backtest.settings import BacktestSettings
-from nextday.evaluation import claims
+from nextday.evaluation import claims, signal_plots
 from nextday.evaluation.metrics import ic_undefined_reason
 from nextday.reports import html as html_page
 from nextday.reports.markdown import digits_to_tell_apart
 
 PREDICTIONS = "predictions.parquet"
 DAILY = "daily.parquet"
+CAPACITY = "capacity.csv"
 PAGE = "backtest.html"
 
 
@@ -45,13 +46,34 @@ def write(
     folder.mkdir(parents=True, exist_ok=True)
     backtest.rows.to_parquet(folder / PREDICTIONS, index=False)
     backtest.daily.to_parquet(folder / DAILY)
-    equity = {k: v["net"] for k, v in backtest.books.items()} | {"market": backtest.market}
-    paths = plots(backtest.daily, equity, folder, settings.level)
-    paths["regimes"] = table_png(
-        backtest.tables[breakdowns.MARKET_REGIME], folder / "regimes.png", "By market regime"
-    )
+    backtest.capacity.to_csv(folder / CAPACITY, index=False)
+    paths = pictures(backtest, settings, folder)
     (folder / PAGE).write_text(page(backtest, subject, settings, checks, paths))
     return folder
+
+
+def pictures(backtest: Backtest, settings: BacktestSettings, folder: Path) -> dict[str, Path]:
+    """Every PNG of the page, by name."""
+    model = backtest.signals[MODEL]
+    paths = {
+        "equity": plots.equity(
+            {k: v["net"] for k, v in backtest.books.items()} | {"market": backtest.market},
+            folder / "equity_drawdown.png",
+        ),
+        "rolling": plots.rolling(backtest.daily, folder / "rolling_mae_ic.png"),
+        "coverage": plots.coverage(backtest.daily, settings.level, folder / "coverage.png"),
+        "capacity": plots.capacity(backtest.capacity, folder / "capacity.png"),
+        "glance": plots.comparison(sections.glance(backtest), folder / "at_a_glance.png"),
+        "regimes": plots.table_png(
+            backtest.tables[breakdowns.MARKET_REGIME], folder / "regimes.png", "By market regime"
+        ),
+        "ic_decay": signal_plots.ic_decay(backtest.signals, folder / "ic_decay.png"),
+        "quantiles": signal_plots.quantile_returns(model, folder / "quantile_returns.png"),
+        "monthly_ic": signal_plots.monthly_ic(model, folder / "monthly_ic.png"),
+    }
+    if model.groups is not None:
+        paths["group_ic"] = signal_plots.group_ic(model, folder / "group_ic.png")
+    return paths
 
 
 def headline(backtest: Backtest, settings: BacktestSettings) -> str:
@@ -94,19 +116,19 @@ def page(
     checks: pd.DataFrame,
     paths: dict[str, Path],
 ) -> str:
-    """backtest.html: the verdict, then forecasts, trading, time, regimes, volatility, (the
-    surprise,) the leak guard and (refit) the folds."""
+    """backtest.html: the verdict, the one-glance comparison, then forecasts, the signal,
+    trading, time, regimes, volatility, (the surprise,) the leak guard and (refit) the folds."""
     tables = backtest.tables
-    sections = {
+    parts = {
         "Verdict": _verdict(backtest, subject, settings),
-        "Forecasts": ["Every forecast on the same rows, day by day.", _forecasts(backtest)],
-        "Trading view": [
-            f"Each day: long the top {settings.quantile:.0%} and short the bottom "
-            f"{settings.quantile:.0%} of the signal, equal weight; the baselines' signals and "
-            "the oracle (on synthetic data) trade the same way.",
-            _trading(backtest),
-            paths["equity"],
+        "At a glance": [
+            "Every signal traded the same way on the same days, and the market.",
+            sections.glance(backtest).reset_index(names="signal"),
+            paths["glance"],
         ],
+        "Forecasts": ["Every forecast on the same rows, day by day.", _forecasts(backtest)],
+        "Signal": sections.signal(backtest, paths),
+        "Trading view": sections.trading(backtest, settings, paths),
         "Over time": [paths["rolling"], paths["coverage"]],
         "By market regime": [
             f"Regime from the market's trailing {settings.regime_window}-day return over its "
@@ -117,15 +139,15 @@ def page(
         "By volatility": [tables[breakdowns.VOLATILITY]],
     }
     if breakdowns.SURPRISE in tables:
-        sections["By earnings surprise"] = [tables[breakdowns.SURPRISE]]
-    sections["Leak guard"] = [
+        parts["By earnings surprise"] = [tables[breakdowns.SURPRISE]]
+    parts["Leak guard"] = [
         "Features recomputed from the raw data as they stood at each sampled close: identical "
         "(a difference fails the run).",
         checks,
     ]
     if backtest.folds is not None:
-        sections["Refit folds"] = [backtest.folds]
-    return html_page.render(f"Backtest: {subject.name} model", sections)
+        parts["Refit folds"] = [backtest.folds]
+    return html_page.render(f"Backtest: {subject.name} model", parts)
 
 
 def _verdict(backtest: Backtest, subject: Subject, settings: BacktestSettings) -> list[str]:
@@ -141,13 +163,16 @@ def _verdict(backtest: Backtest, subject: Subject, settings: BacktestSettings) -
     verdict = [
         f"{subject.name} model ({subject.arch}), {subject.uri} (version {subject.version}), "
         f"mode <b>{settings.mode}</b>, {int(metrics['bt_days'])} trading days, execution "
-        f"{settings.execution}, costs {settings.cost_bps} bp per side.",
+        f"{settings.execution}, capital ${settings.capital:,.0f} with spread and impact costs.",
         f"MAE {metrics['bt_mae']:.{digits}g} vs the zero predictor's "
         f"{metrics['bt_baseline_zero_mae']:.{digits}g}: {comparison}.",
         f"IC {ic}; coverage of the {settings.level:.0%} interval "
         f"{metrics[coverage_name(settings.level)]:.3f}.",
         f"Long-short Sharpe after costs {metrics['bt_strategy_sharpe']:.2f} "
-        f"(before costs {metrics['bt_strategy_gross_sharpe']:.2f}); the market's "
+        f"({settings.ci_level:.0%} interval [{metrics.get('bt_strategy_sharpe_ci_low', np.nan):.2f}, "
+        f"{metrics.get('bt_strategy_sharpe_ci_high', np.nan):.2f}]; before costs "
+        f"{metrics['bt_strategy_gross_sharpe']:.2f}, turnover "
+        f"{metrics['bt_strategy_turnover']:.2f} a day); the market's "
         f"{metrics.get('bt_market_sharpe', np.nan):.2f}.",
     ]
     if backtest.leak:
@@ -170,80 +195,3 @@ def _forecasts(backtest: Backtest) -> pd.DataFrame:
             }
             out.append({"forecast": forecast, **values})
     return pd.DataFrame(out)
-
-
-def _trading(backtest: Backtest) -> pd.DataFrame:
-    """Each signal's book and the market, summarized."""
-    table = [
-        {"signal": name, **strategy.summary(book["net"], book["turnover"])}
-        for name, book in backtest.books.items()
-    ]
-    table.append(
-        {"signal": "market (equal weight, long only)", **strategy.summary(backtest.market)}
-    )
-    return pd.DataFrame(table).drop(columns="days")
-
-
-def plots(daily: pd.DataFrame, equity: dict[str, pd.Series], folder: Path, level: float) -> dict:
-    """The equity curves with the model's drawdown, rolling MAE and IC, and rolling coverage
-    of the `level` interval: PNG files in `folder`, by name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, height_ratios=[3, 1])
-    for name, returns in equity.items():
-        top.plot((1 + returns).cumprod(), label=name, linewidth=1.6 if name == "model" else 1.0)
-        if name == "model":
-            bottom.fill_between(
-                returns.index, strategy.drawdown(returns), color="tab:red", alpha=0.4
-            )
-    top.set(ylabel="growth of 1 (after costs)", title="Equity curve: long-short by signal")
-    top.legend(fontsize=8)
-    bottom.set(ylabel="model drawdown")
-    figure.tight_layout()
-    paths["equity"] = folder / "equity_drawdown.png"
-    figure.savefig(paths["equity"], dpi=100)
-    plt.close(figure)
-
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
-    top.plot(daily["rolling_mae"], label="model")
-    top.plot(daily["rolling_zero_mae"], label="zero predictor", linestyle="--")
-    top.set(ylabel="rolling MAE")
-    top.legend(fontsize=8)
-    bottom.plot(daily["rolling_ic"], color="tab:green")
-    bottom.axhline(0, color="grey", linewidth=0.8)
-    bottom.set(ylabel="rolling IC")
-    figure.tight_layout()
-    paths["rolling"] = folder / "rolling_mae_ic.png"
-    figure.savefig(paths["rolling"], dpi=100)
-    plt.close(figure)
-
-    figure, axis = plt.subplots(figsize=(9, 3))
-    axis.plot(daily["rolling_coverage"], label="rolling coverage")
-    axis.axhline(level, color="grey", linestyle="--", label=f"nominal {level:.0%}")
-    axis.set(ylabel="coverage", ylim=(0, 1), title="Interval coverage over time")
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    paths["coverage"] = folder / "coverage.png"
-    figure.savefig(paths["coverage"], dpi=100)
-    plt.close(figure)
-    return paths
-
-
-def table_png(table: pd.DataFrame, path: Path, title: str) -> Path:
-    """`table` drawn as a PNG image."""
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(9, 0.5 + 0.35 * (len(table) + 1)))
-    axis.axis("off")
-    cells = table.map(lambda v: f"{v:.4f}" if isinstance(v, float) else str(v))
-    axis.table(cellText=cells.to_numpy(), colLabels=list(table.columns), loc="center")
-    axis.set_title(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path

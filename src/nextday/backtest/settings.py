@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
+from nextday.backtest.costs import CostModel
+from nextday.backtest.strategy import TradingRule
+
 MODES = ("fixed", "refit")
 
 
@@ -15,8 +18,13 @@ class BacktestSettings:
     mode: str  # fixed: the exported model as served | refit: refit on an expanding window
     segments: tuple[str, ...]  # the period judged
     level: float  # the central interval judged: one of inference.outputs.SERVED_LEVELS
-    quantile: float  # each leg of the long-short book
-    cost_bps: float  # per side, on every unit of weight traded
+    trading: TradingRule  # the legs of the long-short book and their turnover control
+    capital: float  # dollars: what the market impact of each trade scales with
+    costs: CostModel
+    capacity: tuple[float, ...]  # capitals of the capacity curve
+    ci_level: float  # of the Sharpe ratios' confidence intervals
+    block_days: int  # mean block length of the bootstrap over days
+    draws: int  # bootstrap draws
     execution: str  # next_open or next_close
     leak_sharpe: float  # a Sharpe above this after costs is flagged as a likely leak
     regime_window: int
@@ -39,8 +47,17 @@ class BacktestSettings:
             mode=str(settings.mode),
             segments=tuple(str(s) for s in settings.segments),
             level=float(settings.level),
-            quantile=float(settings.quantile),
-            cost_bps=float(settings.cost_bps),
+            trading=TradingRule(
+                quantile=float(settings.quantile),
+                exit_quantile=float(settings.trading.exit_quantile),
+                rebalance_every=int(settings.trading.rebalance_every),
+            ),
+            capital=float(settings.capital),
+            costs=_costs(settings.costs),
+            capacity=tuple(float(c) for c in settings.capacity),
+            ci_level=float(settings.sharpe_ci.level),
+            block_days=int(settings.sharpe_ci.block_days),
+            draws=int(settings.sharpe_ci.draws),
             execution=str(settings.execution),
             leak_sharpe=float(settings.leak_sharpe),
             regime_window=int(settings.regime.window),
@@ -52,3 +69,17 @@ class BacktestSettings:
             significance=float(cfg.evaluation.significance),
             write_predictions=bool(settings.write_predictions),
         )
+
+
+def _costs(costs: DictConfig) -> CostModel:
+    given = costs.half_spread_bps
+    return CostModel(
+        half_spread_bps=None if given is None else float(given),
+        fallback_half_spread_bps=float(costs.fallback_half_spread_bps),
+        min_half_spread_bps=float(costs.min_half_spread_bps),
+        max_half_spread_bps=float(costs.max_half_spread_bps),
+        spread_days=int(costs.spread_days),
+        adv_days=int(costs.adv_days),
+        vol_days=int(costs.vol_days),
+        impact_coefficient=float(costs.impact_coefficient),
+    )

@@ -31,6 +31,7 @@ DATASET = Artifact("dataset/dataset.parquet", "prepare")
 DEGENERATE_FEATURES = Artifact("dataset/degenerate_features.json", "prepare")
 TRUTH = Artifact("oracle/truth.parquet", "prepare")  # synthetic data only
 REGIMES = Artifact("reports/regimes.csv", "prepare")
+GROUPS = Artifact("dataset/groups.csv", "prepare")  # symbol, group: where the source has sectors
 
 # train and tune: the model's files (model_files/)
 MODEL_FILES = "model_files"

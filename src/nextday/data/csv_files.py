@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 PRICE_FILE_REQUIRED = ["symbol", "date", "close"]
 RANGE_COLUMNS = ["open", "high", "low"]
-PRICE_FILE_OPTIONAL = [*RANGE_COLUMNS, "volume"]
+GROUP_COLUMN = "sector"  # optional: each symbol's group, for the backtest's group analytics
+PRICE_FILE_OPTIONAL = [*RANGE_COLUMNS, "volume", GROUP_COLUMN]
 EARNINGS_REQUIRED = ["symbol", "date"]
 EARNINGS_OPTIONAL = ["timing", *EARNINGS_VALUE_COLUMNS]
 NO_EARNINGS_NOTE = "csv: no earnings file was given, so there are no earnings samples"
@@ -50,7 +51,9 @@ def load_csv(path: str, earnings_path: str | None = None, default_timing: str = 
         raise DataSourceError(f"default_timing {default_timing!r} is not one of {TIMINGS}")
     files = _expand(path)
     notes: list[str] = []
-    ohlcv = _combine([_read_prices(file, notes) for file in files], notes)
+    frames = [_read_prices(file, notes) for file in files]
+    symbols = _groups(frames, notes)
+    ohlcv = _combine(frames, notes)
     if earnings_path is None:
         earnings = empty_earnings()
         notes.append(NO_EARNINGS_NOTE)
@@ -63,7 +66,7 @@ def load_csv(path: str, earnings_path: str | None = None, default_timing: str = 
         len(files),
         len(earnings),
     )
-    return RawMarket(ohlcv=ohlcv, earnings=earnings, source="csv", notes=notes)
+    return RawMarket(ohlcv=ohlcv, earnings=earnings, source="csv", symbols=symbols, notes=notes)
 
 
 def _expand(path: str) -> list[str]:
@@ -244,7 +247,9 @@ def _read_prices(file: str, notes: list[str]) -> pd.DataFrame:
     quality report flags (close_only, constant_volume), and the features that become
     degenerate on such bars are named there and dropped.
     """
-    table = _read_table(file, PRICE_FILE_REQUIRED, PRICE_FILE_OPTIONAL, text=["symbol", "date"])
+    table = _read_table(
+        file, PRICE_FILE_REQUIRED, PRICE_FILE_OPTIONAL, text=["symbol", "date", GROUP_COLUMN]
+    )
     frame = pd.DataFrame(
         {"symbol": _parse_symbols(table, file), "ts": _parse_dates(table, file).dt.normalize()}
     )
@@ -272,9 +277,27 @@ def _read_prices(file: str, notes: list[str]) -> pd.DataFrame:
     else:
         frame["volume"] = 0.0
         notes.append(f"csv: {file} has no volume column: volume is 0 on every bar")
+    if GROUP_COLUMN in table.columns:
+        frame[GROUP_COLUMN] = _strings(table, GROUP_COLUMN)
     frame["_file"] = file
     frame["_row"] = np.arange(len(frame))
     return frame
+
+
+def _groups(frames: list[pd.DataFrame], notes: list[str]) -> pd.DataFrame | None:
+    """symbol, sector from the price files' optional `sector` column: each symbol's latest
+    non-empty value (a company can be reclassified; a note says which were), or None."""
+    given = [f[["symbol", "ts", GROUP_COLUMN]] for f in frames if GROUP_COLUMN in f.columns]
+    if not given:
+        return None
+    rows = pd.concat(given).dropna(subset=[GROUP_COLUMN]).sort_values("ts", kind="stable")
+    changed = rows.groupby("symbol")[GROUP_COLUMN].nunique()
+    if (changed > 1).any():
+        notes.append(
+            f"csv: {int((changed > 1).sum())} symbol(s) change {GROUP_COLUMN} over time, e.g. "
+            f"{changed[changed > 1].index[0]!r}: the latest value is used for the whole history"
+        )
+    return rows.groupby("symbol", as_index=False)[GROUP_COLUMN].last()
 
 
 def _combine(frames: list[pd.DataFrame], notes: list[str]) -> pd.DataFrame:

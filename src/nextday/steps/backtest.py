@@ -18,12 +18,14 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from nextday.backtest import guard, report, walkforward
-from nextday.backtest.judge import judge
+from nextday.backtest.costs import frictions
+from nextday.backtest.judge import SECONDS, Market, judge, stage_metrics
 from nextday.backtest.settings import BacktestSettings
 from nextday.contracts import artifacts, tags
 from nextday.models.spec import ModelSpec, model_spec
 from nextday.steps.inputs import download, has_artifact, load_prepared, model_uri, transfer_source
 from nextday.steps.prepare import open_store
+from nextday.timing import stage
 from nextday.tracking import artifact_dir, step_run
 
 log = logging.getLogger(__name__)
@@ -53,31 +55,30 @@ def run_backtest(cfg: DictConfig) -> str:
             }
         )
         prepared = load_prepared(prepare_id, out / "inputs")
-        dataset = prepared.dataset
-        if settings.mode == "refit":
-            period = walkforward.period_dates(dataset, settings.segments)
-            source = transfer_source(cfg, spec, out / "transfer")
-            walk = walkforward.refit(
-                spec, cfg, dataset, prepared.truth, period, out / "folds", source
+        dataset, seconds = prepared.dataset, dict[str, float]()
+        with stage("backtest", "predict", seconds):
+            walk = _walk(cfg, settings, spec, inference, prepared, out)
+        with stage("backtest", "leak guard and costs", seconds):
+            store = open_store(cfg)
+            bars, reports = store.read("ohlcv"), store.read("earnings")
+            checks = guard.sampled_point_in_time(
+                bars, reports, walk.rows, dataset, list(spec.features),
+                settings.guard_dates, settings.max_days_since_earnings,
+            )  # fmt: skip
+            bars = bars[bars["symbol"].isin(set(dataset["symbol"]))]
+            market = Market(
+                frictions(bars, settings.costs, walk.rows["date"].unique()),
+                prepared.groups,
+                _true_regimes(prepare_id, out / "inputs"),
             )
-        else:
-            walk = walkforward.fixed(
-                inference, spec, dataset, prepared.truth, settings, cfg.train.baselines
-            )
-        checks = guard.sampled_point_in_time(
-            open_store(cfg), walk.rows, dataset, list(spec.features),
-            settings.guard_dates, settings.max_days_since_earnings,
-        )  # fmt: skip
-        predict_seconds = time.perf_counter() - started
-
-        true_regimes = _true_regimes(prepare_id, out / "inputs")
-        backtest = judge(walk, dataset, settings, true_regimes, by_surprise=name == "earnings")
-        backtest.metrics["bt_seconds"] = time.perf_counter() - started
-        backtest.metrics["bt_predict_seconds"] = predict_seconds
-        mlflow.log_metrics({k: float(v) for k, v in backtest.metrics.items() if np.isfinite(v)})
-
+        trials = _study_trials(inference.metadata.runs.get("train"))
+        backtest = judge(walk, dataset, settings, market, name == "earnings", trials)
         subject = report.Subject(name, spec.arch, uri, str(inference.version))
-        folder = report.write(backtest, subject, settings, checks, out / "backtest")
+        with stage("backtest", "report", seconds):
+            folder = report.write(backtest, subject, settings, checks, out / "backtest")
+        backtest.metrics |= stage_metrics(seconds)
+        backtest.metrics[SECONDS] = time.perf_counter() - started
+        mlflow.log_metrics({k: float(v) for k, v in backtest.metrics.items() if np.isfinite(v)})
         mlflow.log_artifacts(str(folder), "backtest")
         if settings.write_predictions:
             rows = report.predictions_table(backtest.rows, inference.name, str(inference.version))
@@ -87,6 +88,29 @@ def run_backtest(cfg: DictConfig) -> str:
             "backtest %s (%s) -> run %s", name, report.headline(backtest, settings), run.info.run_id
         )
         return run.info.run_id
+
+
+def _walk(cfg, settings, spec, inference, prepared, out: Path) -> walkforward.WalkForward:
+    """The predictions over the period: the served model as it is, or refitted fold by fold."""
+    if settings.mode == "refit":
+        period = walkforward.period_dates(prepared.dataset, settings.segments)
+        source = transfer_source(cfg, spec, out / "transfer")
+        return walkforward.refit(
+            spec, cfg, prepared.dataset, prepared.truth, period, out / "folds", source
+        )
+    return walkforward.fixed(
+        inference, spec, prepared.dataset, prepared.truth, settings, cfg.train.baselines
+    )
+
+
+def _study_trials(run_id: str | None) -> int | None:
+    """How many trials the tuning study behind the model ran (None: not tuned)."""
+    if not run_id:
+        return None
+    run = mlflow.get_run(run_id)
+    if tags.STUDY not in run.data.tags:
+        return None
+    return int(run.data.metrics.get("study_trials", 0)) or None
 
 
 def _true_regimes(prepare_id: str, folder: Path) -> pd.DataFrame | None:

@@ -30,6 +30,7 @@ class Prepared:
     truth: pd.DataFrame | None
     # features prepare found degenerate and dropped (quality.degenerate_features=drop)
     dropped_features: dict[str, str] = field(default_factory=dict)
+    groups: pd.Series | None = None  # symbol -> group (sector), where the source has one
 
 
 def download(run_id: str, artifact: artifacts.Artifact | str, folder: Path) -> Path:
@@ -72,7 +73,11 @@ def load_prepared(run_id: str, folder: Path) -> Prepared:
     if has_artifact(run_id, artifacts.DEGENERATE_FEATURES):
         found = json.loads(download(run_id, artifacts.DEGENERATE_FEATURES, folder).read_text())
         dropped = found["features"] if found["policy"] == "drop" else {}
-    return Prepared(run_id, dataset, truth, dropped)
+    groups = None
+    if has_artifact(run_id, artifacts.GROUPS):
+        table = pd.read_csv(download(run_id, artifacts.GROUPS, folder), dtype=str)
+        groups = table.set_index("symbol")["group"]
+    return Prepared(run_id, dataset, truth, dropped, groups)
 
 
 def prepared_spec(cfg: DictConfig, prepared: Prepared) -> ModelSpec:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import infer_signature
@@ -27,6 +26,7 @@ from nextday.data.sources import load_market
 from nextday.data.store import Store
 from nextday.dataset.build import build_dataset
 from nextday.reports.prepare import prepare_metrics, write_reports
+from nextday.timing import stage
 from nextday.tracking import artifact_dir, step_run
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,8 @@ log = logging.getLogger(__name__)
 DEGENERATE_POLICIES = ("drop", "keep")
 
 
-@contextmanager
 def _stage(name: str, timings: dict[str, float]):
-    log.info("prepare: %s ...", name)
-    start = time.perf_counter()
-    yield
-    timings[name] = time.perf_counter() - start
-    log.info("prepare: %s done in %.1f s", name, timings[name])
+    return stage("prepare", name, timings)
 
 
 def open_store(cfg: DictConfig) -> Store:
@@ -88,7 +83,7 @@ def run_prepare(cfg: DictConfig) -> str:
         with _stage("reports", timings):
             report_metrics = write_reports(cfg, market, quality, build, out)
         with _stage("log artifacts", timings):
-            _log_dataset(build, out, str(cfg.quality.degenerate_features))
+            _log_dataset(build, market.symbols, out, str(cfg.quality.degenerate_features))
             mlflow.log_artifacts(str(out))
 
         dataset = build.dataset
@@ -141,10 +136,15 @@ def _dataset_source(uri: str):
     return HTTPDatasetSource(f"{base.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{path}")
 
 
-def _log_dataset(build, out: Path, degenerate_policy: str) -> None:
+def _log_dataset(build, symbols: pd.DataFrame | None, out: Path, degenerate_policy: str) -> None:
     path = out / artifacts.DATASET.path
     path.parent.mkdir(parents=True, exist_ok=True)
     build.dataset.to_parquet(path, index=False, compression="zstd")
+    if symbols is not None and "sector" in symbols:
+        groups = symbols[symbols["symbol"].isin(set(build.dataset["symbol"]))]
+        groups[["symbol", "sector"]].rename(columns={"sector": "group"}).to_csv(
+            out / artifacts.GROUPS.path, index=False
+        )
     # A metadata-only dataset: MLflow's from_pandas profiles the whole frame, which takes
     # longer than all of prepare at the seed's scale. The digest is the Parquet file's hash.
     (out / artifacts.DEGENERATE_FEATURES.path).write_text(
