@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -46,6 +47,7 @@ from nextday.steps.registry_commands import (
     run_versions,
 )
 from nextday.steps.train import run_train
+from nextday.uncertainty import report as calibration_report
 
 NAME = "nextday-normal"
 
@@ -67,6 +69,36 @@ def store(tmp_path_factory):
             run_export(cfg(*relaxed, "export.gate.max_val_mae_increase=-0.5")),
         ]
         yield root, cfg, runs
+
+
+def test_every_link_of_the_card_and_the_reports_opens_a_picture(store):
+    """The card's runs:/ URIs, and the relative links of the validation and calibration
+    reports, name PNGs their runs logged."""
+    _, _, runs = store
+    export = mlflow.get_run(runs[0])
+    train_id = export.data.tags[tags.input_tag("train")]
+    calibrate_id = export.data.tags[tags.input_tag("calibrate")]
+    client = mlflow.MlflowClient()
+    version = client.get_model_version(
+        export.data.tags[tags.REGISTERED_MODEL], export.data.tags[tags.VERSION]
+    )
+    uris = re.findall(r"`(runs:/\S+\.png)`", version.description)
+    assert {uri.split("/")[1] for uri in uris} == {train_id, calibrate_id} and len(uris) == 4
+    for run_id, text in (
+        (train_id, "validation_report.md"),
+        (calibrate_id, calibration_report.REPORT),
+    ):
+        links = re.findall(
+            r"!\[[^\]]+\]\(([^)]+)\)", mlflow.artifacts.load_text(f"runs:/{run_id}/{text}")
+        )
+        assert links, text
+        uris += [f"runs:/{run_id}/{link}" for link in links]
+    for uri in uris:
+        run_id, _, path = uri.removeprefix("runs:/").partition("/")
+        logged = {
+            f.path: f.file_size for f in client.list_artifacts(run_id, path.rpartition("/")[0])
+        }
+        assert logged.get(path, 0) > 1000, f"{uri} is not a logged picture"
 
 
 def test_export_logs_checked_files_and_metadata(store):

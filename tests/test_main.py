@@ -3,6 +3,8 @@ registered."""
 
 from __future__ import annotations
 
+import logging
+
 import mlflow
 import pytest
 
@@ -50,6 +52,12 @@ def test_main_chains_every_step_and_registers_both_models(chained):
         backtest = client.get_run(runs[f"backtest.{model}"])
         assert backtest.data.tags["nextday.backtest.model"] == f"runs:/{export.info.run_id}/model"
         assert "bt_mae" in backtest.data.metrics
+    # the summary table on main's run: every step ran, with its key figure
+    parent = export.data.tags["mlflow.parentRunId"]
+    table = mlflow.artifacts.load_text(f"runs:/{parent}/summary.md")
+    for label in runs:
+        assert f"| {label} | ran | " in table, label
+    assert "test coverage of the 80% interval " in table and "Sharpe after costs " in table
 
 
 def _read(run_id: str) -> set[str]:
@@ -57,11 +65,13 @@ def _read(run_id: str) -> set[str]:
     return set(mlflow.MlflowClient().get_run(run_id).data.tags[tags.CONFIG_READ].split(","))
 
 
-def test_main_reuses_steps_already_run_with_the_same_inputs_config_and_code(chained):
+def test_main_reuses_steps_already_run_with_the_same_inputs_config_and_code(chained, caplog):
     root, first = chained
+    caplog.set_level(logging.INFO, logger="nextday.steps.main")
     with quick_root(root):
         again = _main(root)
         assert again == first  # every step reused: the same runs
+        assert "main: summary" in caplog.text and "| train.normal | reused | " in caplog.text
         client = mlflow.MlflowClient()
         parent = client.search_runs(
             [client.get_run(first["prepare"]).info.experiment_id],

@@ -1,5 +1,6 @@
 """tune: trials as nested runs, pruning, resuming, workers sharing a PostgreSQL study."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -31,7 +32,8 @@ def _child_runs(parent_id):
     )
 
 
-def test_trials_are_nested_runs_a_pruned_one_shows_and_a_second_call_continues(root):
+def test_trials_are_nested_runs_a_pruned_one_shows_and_a_second_call_continues(root, caplog):
+    caplog.set_level(logging.INFO)
     base = [
         "experiment=quick",
         f"paths.root={root}",
@@ -50,6 +52,15 @@ def test_trials_are_nested_runs_a_pruned_one_shows_and_a_second_call_continues(r
         {"train.learning_rate": 1.0e-7, "arch.dropout.0": 0.0}
     )  # never learns: pruned
     parent_id = run_tune(compose([*base, "tune.n_trials=3"]), [*base, "tune.n_trials=3"])
+    # each finished trial is logged: state, value, best so far, trials and time left
+    trial_lines = [r.getMessage() for r in caplog.records if r.name == "nextday.tuning.progress"]
+    assert len(trial_lines) == 3
+    assert trial_lines[0].startswith("tune: trial 0 COMPLETE, val mae ")
+    assert trial_lines[1].startswith("tune: trial 1 PRUNED after epoch ")
+    assert "best " in trial_lines[1] and "1 of 3 trials left, about " in trial_lines[1]
+    assert "no trials left" in trial_lines[2]
+    epochs = [r.getMessage() for r in caplog.records if r.name == "nextday.models.training"]
+    assert epochs and all(", val_mae " in line for line in epochs[:2])
 
     parent = mlflow.get_run(parent_id)
     assert parent.data.tags["nextday.step"] == "tune"

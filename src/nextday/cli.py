@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for noisy in ("alembic", "mlflow.store", "urllib3", "matplotlib", "tf2onnx"):
+    for noisy in ("alembic", "mlflow.store", "urllib3", "matplotlib", "tf2onnx", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # TF warns about retracing when trials build new models: expected, not actionable
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

@@ -85,7 +85,7 @@ def comparison(table: pd.DataFrame, path: Path) -> Path:
         values = table[column].astype(float)
         axis.barh(list(table.index), values.fillna(0.0), color="tab:blue")
         axis.axvline(0, color="grey", linewidth=0.8)
-        axis.set(xlabel=column)
+        axis.set(xlabel=column, ylabel="signal")
         axis.invert_yaxis()
     figure.suptitle("At a glance: every signal on the same days")
     return _save(figure, path)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,14 +17,13 @@ import pandas as pd
 from nextday.backtest.guard import check_window
 from nextday.backtest.settings import BacktestSettings
 from nextday.inference.outputs import OUTPUTS
+from nextday.timing import Progress, stage
 from nextday.uncertainty.calibration import (
     Calibration,
     CalibrationSettings,
     own_features,
     scale_columns,
 )
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,16 +33,22 @@ class WalkForward:
     folds: pd.DataFrame | None = None
 
 
-def by_day(x: np.ndarray, dates: np.ndarray, answer) -> dict[str, np.ndarray]:
-    """Call `answer(x of one date)` for each date in order; outputs in the rows' order."""
+def by_day(
+    x: np.ndarray, dates: np.ndarray, answer, announce: str | None = None
+) -> dict[str, np.ndarray]:
+    """Call `answer(x of one date)` for each date in order; outputs in the rows' order. With
+    `announce` (a step's name), how many days are done is logged every few seconds."""
     order = np.argsort(dates, kind="stable")
     boundaries = np.flatnonzero(np.r_[True, dates[order][1:] != dates[order][:-1], True])
     out = {name: np.empty(len(x)) for name in OUTPUTS}
+    progress = Progress(announce, "days", len(boundaries) - 1) if announce else None
     for start, end in zip(boundaries[:-1], boundaries[1:], strict=True):
         rows = order[start:end]
         answered = answer(x[rows])
         for name in OUTPUTS:
             out[name][rows] = answered[name]
+        if progress is not None:
+            progress.advance()
     return out
 
 
@@ -77,13 +81,16 @@ def fixed(
     train_end = dataset.loc[dataset["split"] == "train", "date"].max()
     what = f"{inference.name} version {inference.version} (trained on the train segment)"
     check_window(train_end, period_dates(dataset, settings.segments)[0], what)
-    data = arrange(spec, dataset, truth)
+    seconds: dict[str, float] = {}  # said in the log; the step times the whole
+    with stage("backtest", "arrange the rows", seconds):
+        data = arrange(spec, dataset, truth)
     processor = FeatureProcessor.from_dict(inference.metadata.processor)
-    baselines = Baselines.from_config(processor, baselines_config, spec.seed).fit_model_rows(
-        data, settings.max_baseline_rows
-    )
+    with stage("backtest", "fit the linear and tree baselines", seconds):
+        baselines = Baselines.from_config(processor, baselines_config, spec.seed).fit_model_rows(
+            data, settings.max_baseline_rows
+        )
     rows, x, flat = period_segment(data, list(settings.segments))
-    outputs = by_day(x.astype(np.float32), rows["date"].to_numpy(), inference.run)
+    outputs = by_day(x.astype(np.float32), rows["date"].to_numpy(), inference.run, "backtest")
     rows = rows.assign(**outputs, fold=0)
     signals = {
         name: baselines.predict(name, flat.astype(np.float64)) for name in ("linear", "tree")
@@ -123,7 +130,9 @@ def refit(
     calibrating = CalibrationSettings.from_config(cfg.calibrate, spec)
     parts, folds = [], []
     signals: dict[str, list[np.ndarray]] = {"linear": [], "tree": []}
-    for number, start in enumerate(range(0, len(period_dates), every)):
+    starts = range(0, len(period_dates), every)
+    progress = Progress("backtest", "refit folds", len(starts), every_seconds=0)  # each fold
+    for number, start in enumerate(starts):
         fold_dates = period_dates[start : start + every]
         relabelled = dataset.assign(
             split=_relabel(dataset, fold_dates, embargo, float(settings.refit_val_fraction))
@@ -163,11 +172,9 @@ def refit(
                 "epochs": model.fitted_history().epochs_run,
             }
         )
-        log.info(
-            "backtest: fold %d (%s..) fitted until %s",
-            number,
-            folds[-1]["first_date"],
-            folds[-1]["fitted_until"],
+        fold = folds[-1]
+        progress.advance(
+            detail=f"fold {number}: {fold['first_date']}.., fitted until {fold['fitted_until']}"
         )
     rows = pd.concat(parts, ignore_index=True)
     return WalkForward(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nextday.contracts import pictures
 from nextday.evaluation import plots
 from nextday.evaluation.evaluate import MODEL, ORACLE, comparison_table, evaluate, significance
 from nextday.evaluation.importance import permutation_importance
@@ -22,13 +23,6 @@ from nextday.evaluation.metrics import ic_undefined_reason
 from nextday.models.baselines import BASELINES, Baselines
 from nextday.models.model import NextdayModel
 
-PLOTS = (
-    "loss_curves",
-    "predicted_vs_actual",
-    "error_histogram",
-    "error_by_move_size",
-    "ic_by_month",
-)
 NON_TRIVIAL_BASELINES = ("mean", "linear", "tree")
 
 
@@ -165,26 +159,26 @@ def _plots(
     """The report's plots; returns the MAE-by-move-size and IC-by-month tables."""
     spec, history = model.spec, model.fitted_history()
     test = model.fitted_data().judged["test"]
-    plots.loss_curves(history.history, history.best_epoch, folder / "loss_curves.png")
+    plots.loss_curves(history.history, history.best_epoch, folder / pictures.LOSS_CURVES.name)
     plots.predicted_vs_actual(
         test_forecasts[MODEL],
         test.y,
-        folder / "predicted_vs_actual.png",
+        folder / pictures.PREDICTED_VS_ACTUAL.name,
         f"{spec.name}/{spec.arch}: predicted vs actual (test)",
     )
     plots.error_histogram(
         {"model": test_forecasts[MODEL] - test.y, "zero": -test.y},
-        folder / "error_histogram.png",
+        folder / pictures.ERROR_HISTOGRAM.name,
     )
     _, by_size = plots.error_by_move_size(
         {k: v for k, v in test_forecasts.items() if k in (MODEL, "zero", best, ORACLE)},
         test.y,
-        folder / "error_by_move_size.png",
+        folder / pictures.ERROR_BY_MOVE_SIZE.name,
     )
     _, by_month = plots.ic_by_month(
         {k: v for k, v in test_forecasts.items() if k in (MODEL, best, ORACLE)},
         test.y,
         test.dates,
-        folder / "ic_by_month.png",
+        folder / pictures.IC_BY_MONTH.name,
     )
     return by_size, by_month

@@ -1,12 +1,20 @@
-"""validation_report.md: a train run's verdict in words, from its `Judgement`."""
+"""validation_report.md: a train run's verdict in words, from its `Judgement`, with the
+pictures `judging` draws into report/ shown where the text talks about them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from nextday.contracts.pictures import (
+    ERROR_BY_MOVE_SIZE,
+    ERROR_HISTOGRAM,
+    IC_BY_MONTH,
+    LOSS_CURVES,
+    PREDICTED_VS_ACTUAL,
+)
 from nextday.evaluation import claims
-from nextday.evaluation.judging import PLOTS, Judgement, JudgingSettings
+from nextday.evaluation.judging import Judgement, JudgingSettings
 from nextday.models.spec import ModelSpec
 from nextday.reports import markdown
 from nextday.reports.markdown import decimals_to_tell_apart
@@ -58,6 +66,7 @@ def _verdict(judged: Judgement, settings: JudgingSettings) -> list[str]:
 
 
 def render(spec: ModelSpec, judged: Judgement, settings: JudgingSettings) -> str:
+    """The report's text; it lies at the run's artifact root, beside report/ and its PNGs."""
     metrics = judged.metrics
     lines = [
         f"# Validation report: {spec.name} model ({spec.arch})",
@@ -67,9 +76,15 @@ def render(spec: ModelSpec, judged: Judgement, settings: JudgingSettings) -> str
         f"{int(metrics['epochs_run'])} epochs, best epoch {int(metrics['best_epoch'])} "
         f"(early stopping, patience {spec.patience}).",
         "",
+        LOSS_CURVES.markdown(),
+        "",
         "## The verdict, plainly",
         "",
         *_verdict(judged, settings),
+        "",
+        PREDICTED_VS_ACTUAL.markdown(),
+        "",
+        ERROR_HISTOGRAM.markdown(),
     ]
     for segment, table in judged.tables.items():
         lines += [
@@ -98,8 +113,10 @@ def render(spec: ModelSpec, judged: Judgement, settings: JudgingSettings) -> str
         "## MAE by size of the actual move (test)",
         "",
         markdown.table(judged.by_size, index=True),
+        "",
+        ERROR_BY_MOVE_SIZE.markdown(),
     ]
     if not judged.by_month.empty:
         lines += ["", "## IC by month (test)", "", markdown.table(judged.by_month, index=True)]
-    lines += ["", "## Plots", "", *(f"![{name}](report/{name}.png)" for name in PLOTS)]
+        lines += ["", IC_BY_MONTH.markdown()]
     return "\n".join(lines) + "\n"

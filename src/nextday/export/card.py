@@ -2,16 +2,24 @@
 
 Written for the person deciding whether to use the model: what it is for, what it is not
 for, what data it saw, how it compares with the trivial and the best baselines, how far its
-intervals can be trusted, and when it must be replaced.
+intervals can be trusted, where the pictures behind those numbers lie, and when it must be
+replaced.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from nextday.contracts.metadata import ExportMetadata
+from nextday.contracts.pictures import (
+    COVERAGE_BY_MONTH,
+    LOSS_CURVES,
+    PREDICTED_VS_ACTUAL,
+    RELIABILITY,
+    Picture,
+)
 from nextday.evaluation import claims
 from nextday.export.gate import Check
 from nextday.models.architectures import architecture
@@ -42,10 +50,18 @@ rows. Exported from run `{export_run}` (code {git_commit}).
 
 {significance_line}
 
+{model_pictures}
+
 ## Calibration
 - MC dropout, {passes} passes per row, plus a scale model and split-conformal quantiles
   ({n_calibration:,} validation rows).
 - Test coverage of the 80% interval: {coverage:.3f} (width {width:.5f}).
+
+{calibration_pictures}
+
+The pictures are artifacts of the runs that drew them, not files of this model: open the run
+in the MLflow UI (its Artifacts tab, folder `report/`), or fetch one with
+`mlflow artifacts download -u <runs:/ URI>`.
 
 ## Acceptance checks at export
 {checks}
@@ -94,12 +110,21 @@ def _table(metrics: dict[str, float], names: tuple[str, ...]) -> str:
     return markdown.table(frame).replace("| nan ", "| n/a ")
 
 
+def _pictures(runs: Mapping[str, str], pictures: Sequence[Picture]) -> str:
+    """Which run drew `pictures` (one of `runs`, step -> run id), then a line per picture:
+    what it shows and its URI."""
+    (step,) = {next(s for s in picture.steps if s in runs) for picture in pictures}
+    lines = [f"- {picture.caption}: `{picture.uri(runs[step])}`" for picture in pictures]
+    return "\n".join([f"Pictures of the {step} run `{runs[step]}`:", *lines])
+
+
 def render(
     metadata: ExportMetadata, checks: Sequence[Check], data_source: str, *, significance: float
 ) -> str:
     """The card's text; `data_source` is the config's `data.source`, `significance` the
-    gate's level (export.gate.significance), at which the card may say "beats"."""
-    metrics = metadata.metrics
+    gate's level (export.gate.significance), at which the card may say "beats". The pictures
+    it links lie in the model (train or tune) and calibrate runs of `metadata.runs`."""
+    metrics, runs = metadata.metrics, metadata.runs
     spec = ModelSpec.from_dict(metadata.hyperparameters)
     data = metadata.data
     skill = metrics.get("test_skill", float("nan"))
@@ -114,7 +139,7 @@ def render(
         version=metadata.version,
         arch_name=architecture(spec.arch).describe(spec),
         n_features=len(metadata.features),
-        export_run=metadata.runs["export"],
+        export_run=runs["export"],
         git_commit=metadata.git_commit,
         judged_rows=JUDGED_ROWS[spec.evaluate_rows],
         skill_line=f"test skill vs the zero predictor {skill:+.4f}",
@@ -126,6 +151,8 @@ def render(
         segments=segments,
         metrics_table=_table(metrics, ("mae", "rmse", "dir_acc", "ic")),
         significance_line=_significance_line(dm_p, significance),
+        model_pictures=_pictures(runs, (PREDICTED_VS_ACTUAL, LOSS_CURVES)),
+        calibration_pictures=_pictures(runs, (RELIABILITY, COVERAGE_BY_MONTH)),
         passes=metadata.mc["passes"],
         n_calibration=metadata.calibration["n_calibration"],
         coverage=metrics.get("test_coverage_80", float("nan")),

@@ -146,11 +146,14 @@ class NextdayModel:
 
         return predict(self.fitted_network(), x)
 
-    def sample(self, x: np.ndarray, passes: int, seed: int) -> np.ndarray:
-        """MC-dropout draws, shape (passes, rows); the same seed draws the same masks."""
+    def sample(
+        self, x: np.ndarray, passes: int, seed: int, on_pass: Callable[[], None] | None = None
+    ) -> np.ndarray:
+        """MC-dropout draws, shape (passes, rows); the same seed draws the same masks.
+        `on_pass()` is called after each pass (progress)."""
         from nextday.uncertainty.mc_dropout import mc_samples
 
-        return mc_samples(self.fitted_network(), x, passes, seed)
+        return mc_samples(self.fitted_network(), x, passes, seed, on_pass=on_pass)
 
     def save(self, folder: Path) -> Path:
         """spec.json, processor.json and best.keras (the artifact names of model_files/)."""

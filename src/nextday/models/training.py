@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +16,9 @@ import tensorflow as tf
 
 from nextday.models.networks import loss_function
 from nextday.models.spec import ModelSpec
+from nextday.timing import interactive
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,10 +52,41 @@ class _EpochHook(keras.callbacks.Callback):
         self.hook(epoch, dict(logs or {}))
 
 
+class EpochLog(keras.callbacks.Callback):
+    """One INFO line per epoch: the model, epoch i/max, loss, val loss, any other validation
+    figure a callback before this one put in the epoch's logs (tune's objective), the epoch's
+    seconds and the best val loss so far with its epoch."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.label, self.max_epochs = f"{spec.name}/{spec.arch}", spec.max_epochs
+        self.best, self.best_epoch, self.started = math.inf, 0, time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        seconds = time.perf_counter() - self.started
+        val_loss = float(logs.get("val_loss", math.nan))
+        if val_loss < self.best:
+            self.best, self.best_epoch = val_loss, epoch + 1
+        others = "".join(
+            f", {key} {float(value):.5g}"
+            for key, value in logs.items()
+            if key.startswith("val_") and key != "val_loss"
+        )
+        log.info(
+            "fit %s: epoch %d/%d, loss %.5g, val loss %.5g%s, %.1f s; best val loss %.5g "
+            "(epoch %d)",
+            *(self.label, epoch + 1, self.max_epochs, float(logs.get("loss", math.nan))),
+            *(val_loss, others, seconds, self.best, self.best_epoch),
+        )
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seeds for Python, NumPy and TensorFlow; op determinism makes reruns identical."""
     keras.utils.set_random_seed(seed)
-    keras.utils.disable_interactive_logging()  # no progress bars in logs
     if deterministic:
         os.environ["TF_DETERMINISTIC_OPS"] = "1"
         tf.config.experimental.enable_op_determinism()
@@ -66,7 +103,10 @@ def fit(
     callbacks: list | None = None,
 ) -> FitResult:
     """Fit with Adam and the spec's loss, early stopping on val_loss (best weights restored)
-    and a checkpoint of the best model. `on_epoch(epoch, logs)` sees every epoch's losses."""
+    and a checkpoint of the best model. `on_epoch(epoch, logs)` sees every epoch's losses.
+
+    Every epoch is logged at INFO (`EpochLog`); Keras' progress bar is drawn only where a
+    person watches (`timing.interactive`: a terminal, not CI or `mlflow run`)."""
     model.compile(
         optimizer=keras.optimizers.Adam(spec.learning_rate),
         loss=loss_function(spec),
@@ -85,6 +125,13 @@ def fit(
         )
     if on_epoch is not None:
         hooks.append(_EpochHook(on_epoch))
+    bar = interactive()
+    if bar:  # the bar ends its epoch's line before the epoch's log line is written
+        keras.utils.enable_interactive_logging()
+        hooks.append(keras.callbacks.ProgbarLogger())
+    else:
+        keras.utils.disable_interactive_logging()  # no progress bars in logs
+    hooks.append(EpochLog(spec))  # last: it sees what the callbacks before it added
     history = model.fit(
         train.x,
         train.y,
@@ -94,7 +141,7 @@ def fit(
         epochs=spec.max_epochs,
         shuffle=True,
         callbacks=hooks,
-        verbose=0,
+        verbose=1 if bar else 0,
     )
     losses = history.history["val_loss"]
     return FitResult(

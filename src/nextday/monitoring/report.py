@@ -40,53 +40,95 @@ def write(
 
 
 def _plots(monitoring: Monitoring, settings: MonitorSettings, folder: Path) -> list[Path]:
+    """The report's four PNGs in `folder`, in the order the page shows them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    daily, summary = monitoring.daily, monitoring.summary
     paths = []
-
-    def save(figure, name):
+    for name, columns, size, draw in (
+        ("rolling_mae.png", 1, (9, 3), _rolling_mae),
+        ("scatter_errors.png", 2, (9, 3.5), _errors),
+        ("latency_coverage.png", 2, (9, 3), _latency_coverage),
+        ("drift.png", 1, (9, 4), _drift),
+    ):
+        figure, axes = plt.subplots(1, columns, figsize=size, squeeze=False)
+        draw(list(axes[0]), monitoring, settings)
         figure.tight_layout()
         figure.savefig(folder / name, dpi=90)
         plt.close(figure)
         paths.append(folder / name)
+    return paths
 
-    figure, axis = plt.subplots(figsize=(9, 3))
-    axis.plot(daily["rolling_mae"], label=f"rolling {settings.window_days}-day MAE")
-    axis.axhline(summary.val_mae, color="grey", linestyle="--", label="validation MAE")
-    axis.axhline(
-        settings.mae_multiple * summary.val_mae, color="tab:red", linestyle=":", label="alert"
+
+def _rolling_mae(axes: list, monitoring: Monitoring, settings: MonitorSettings) -> None:
+    """The rolling MAE beside the validation MAE and the accuracy alert's limit."""
+    (axis,) = axes
+    val_mae = monitoring.summary.val_mae
+    axis.plot(monitoring.daily["rolling_mae"], label=f"rolling {settings.window_days}-day MAE")
+    axis.axhline(val_mae, color="grey", linestyle="--", label="validation MAE")
+    axis.axhline(settings.mae_multiple * val_mae, color="tab:red", linestyle=":", label="alert")
+    axis.set(
+        xlabel="prediction date",
+        ylabel="MAE (return)",
+        title="Accuracy of the served model: rolling MAE against its limit",
     )
+    axis.tick_params(axis="x", labelrotation=30)
     axis.legend(fontsize=8)
-    save(figure, "rolling_mae.png")
+
+
+def _errors(axes: list, monitoring: Monitoring, settings: MonitorSettings) -> None:
+    """Each judged prediction against its actual, and the errors' histogram."""
+    left, right = axes
     known = monitoring.predictions.dropna(subset=["actual"])
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     left.scatter(known["predicted"], known["actual"], s=3, alpha=0.3)
-    left.set(xlabel="predicted", ylabel="actual", title="prediction vs actual")
+    left.set(
+        xlabel="predicted next-day return",
+        ylabel="actual next-day return",
+        title="Prediction vs actual",
+    )
     right.hist(known["error"], bins=60)
-    right.set(xlabel="error", title="error histogram")
-    save(figure, "scatter_errors.png")
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
+    right.set(
+        xlabel="error: predicted - actual (return)",
+        ylabel="predictions (count)",
+        title="Error histogram",
+    )
+
+
+def _latency_coverage(axes: list, monitoring: Monitoring, settings: MonitorSettings) -> None:
+    """The daily median latency, and the rolling coverage inside its band."""
+    left, right = axes
+    daily = monitoring.daily
     left.plot(daily["latency_ms_p50"])
-    left.set(title="inference latency p50 (ms)")
+    left.set(
+        xlabel="prediction date", ylabel="latency p50 (ms)", title="Inference latency, daily median"
+    )
     right.plot(daily["rolling_coverage"])
     low, high = settings.coverage_band
     right.axhspan(low, high, color="tab:green", alpha=0.15)
     right.set(
-        title=f"coverage of the {LEVEL:.0%} interval ({settings.coverage_days} days)", ylim=(0, 1)
+        xlabel="prediction date",
+        ylabel="share inside the interval",
+        title=f"Coverage of the {LEVEL:.0%} interval ({settings.coverage_days} days)",
+        ylim=(0, 1),
     )
-    save(figure, "latency_coverage.png")
-    figure, axis = plt.subplots(figsize=(9, 4))
+    for axis in axes:
+        axis.tick_params(axis="x", labelrotation=30)
+
+
+def _drift(axes: list, monitoring: Monitoring, settings: MonitorSettings) -> None:
+    """Each feature's PSI against its limit."""
+    (axis,) = axes
     ordered = monitoring.drift.sort_values("psi")
     axis.barh(ordered["feature"], ordered["psi"])
     axis.scatter(ordered["psi_limit"], ordered["feature"], color="tab:red", marker="|", s=200)
-    axis.set(title="drift: PSI against the training reference (| = limit)", xlabel="PSI")
+    axis.set(
+        title="Drift: PSI against the training reference (| = limit)",
+        xlabel="population stability index (PSI, symlog scale)",
+        ylabel="feature",
+    )
     axis.set_xscale("symlog", linthresh=0.1)
-    save(figure, "drift.png")
-    return paths
 
 
 def _page(monitoring: Monitoring, name: str, version: str, paths: list[Path]) -> str:

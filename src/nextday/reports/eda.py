@@ -253,11 +253,14 @@ def _plot_histograms(
             y=1 - 0.1 / height,
             va="top",
         )
+        # one label for every panel: the values are in each feature's own unit
+        fig.supxlabel("feature value (the feature's own unit)", fontsize=8, y=0.05 / height)
+        fig.supylabel("rows (count; log scale where marked)", fontsize=8, x=0.005)
         # fixed margins: tight_layout costs seconds on a grid of ~40 axes
         fig.subplots_adjust(
-            left=0.02,
+            left=0.025,
             right=0.98,
-            bottom=0.3 / height,
+            bottom=0.45 / height,
             top=1 - 0.8 / height,
             wspace=0.15,
             hspace=0.6,
@@ -286,6 +289,7 @@ def _plot_correlation(corr: pd.DataFrame, groups: dict[str, str], path: Path) ->
                 ax.axvline(k - 0.5, color="black", linewidth=0.8)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Pearson correlation")
         ax.set_title("Feature correlation, train split (grey: constant feature)", fontsize=10)
+        ax.set(xlabel="feature", ylabel="feature")
         fig.tight_layout()
         fig.savefig(path, dpi=100)
     finally:
@@ -321,6 +325,7 @@ def _plot_returns(
     try:
         if both.size == 0:
             ax.text(0.5, 0.5, "no labels", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title("Next-day return (label), train split: no labels", fontsize=10)
         else:
             low, high = np.percentile(both, [0.05, 99.95])
             bound = max(abs(low), abs(high), 1e-6)
@@ -367,8 +372,8 @@ def _plot_returns(
                 f"±{bound:.1%} are not drawn",
                 fontsize=10,
             )
-        ax.set_xlabel("next-day return")
-        ax.set_ylabel("density (log)")
+        ax.set_xlabel("next-day return (%)")
+        ax.set_ylabel("density (per unit of return, log scale)")
         fig.tight_layout()
         fig.savefig(path, dpi=100)
     finally:

@@ -7,11 +7,15 @@ main run's tags `nextday.skipped` and `nextday.skipped.<model>`.
 
 A step already run with the same inputs, the same values of the config groups it read and the
 same code is reused, not redone (nextday.reuse); `reuse=false` runs everything again.
+
+It ends with a summary table (`nextday.reports.summary`), in the log and as `summary.md` on
+the main run: each step, ran or reused, its seconds and its key figure.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import mlflow
@@ -21,6 +25,7 @@ from nextday.config import compose
 from nextday.contracts import artifacts, tags
 from nextday.models.data import SEGMENTS, DataRequirementError, check_segments
 from nextday.models.spec import model_spec
+from nextday.reports import summary
 from nextday.reuse import Chain
 from nextday.tracking import step_run
 
@@ -72,6 +77,7 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
     """
     from nextday.steps.prepare import open_store, run_prepare
 
+    started = time.perf_counter()
     overrides = [o for o in (overrides or []) if not o.startswith("model=")]
     with step_run(cfg, "main") as parent:
         chain = Chain(parent, bool(cfg.reuse), lambda: open_store(cfg).count("ohlcv") > 0)
@@ -108,4 +114,26 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
             ", ".join(chain.reused) or "nothing",
             parent.info.run_id,
         )
+        text = summary.table(_outcomes(runs, chain.reused, skipped), time.perf_counter() - started)
+        log.info("main: summary\n%s", text)
+        mlflow.log_text(text, summary.SUMMARY)
         return runs
+
+
+def _outcomes(
+    runs: dict[str, str], reused: dict[str, str], skipped: dict[str, str]
+) -> list[summary.StepOutcome]:
+    """The summary's rows in the chain's order (a skipped model: one row with its reason)."""
+    client = mlflow.MlflowClient()
+
+    def outcome(label: str) -> summary.StepOutcome:
+        status = summary.REUSED if label in reused else summary.RAN
+        return summary.StepOutcome.from_run(label, status, client.get_run(runs[label]))
+
+    outcomes = [outcome("prepare")]
+    for model in MODELS:
+        if model in skipped:
+            outcomes.append(summary.StepOutcome(model, summary.SKIPPED, note=skipped[model]))
+        else:
+            outcomes += [outcome(f"{step}.{model}") for step, *_ in _model_steps()]
+    return outcomes

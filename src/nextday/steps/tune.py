@@ -4,6 +4,8 @@ The tune run is the parent; every trial is a child run with its params, per-epoc
 objective, final value and state (COMPLETE, PRUNED, FAIL). Trials are judged on validation
 rows only: the test segment is never seen while tuning. After the search, the study's best
 configuration is retrained and logged as this run's model with the same evaluation as train.
+Each trial's start, epochs and end are logged as they happen (`tuning.progress`), and
+Optuna's progress bar is drawn on a terminal (`tune.progress_bar`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from nextday.models.spec import model_spec
 from nextday.steps.inputs import Prepared, load_prepared, prepared_spec, transfer_source
 from nextday.steps.train import train_and_log
 from nextday.tracking import artifact_dir, find_input_run, step_run
+from nextday.tuning.progress import TrialLog, optuna_quiet, show_bar
 from nextday.tuning.space import check_space, suggest, trial_config
 from nextday.tuning.study import masked, open_study, storage_url
 from nextday.tuning.trial import fit_trial
@@ -37,6 +40,7 @@ def run_tune(cfg: DictConfig, overrides: list[str] | None = None) -> str:
     if str(cfg.tune.objective) not in POINT_METRICS:
         raise ValueError(f"tune.objective={cfg.tune.objective!r}: expected one of {POINT_METRICS}")
     check_space(cfg.tune.space, cfg)
+    bar = show_bar(cfg.tune.progress_bar)
     max_epochs = int(cfg.tune.max_epochs or spec.max_epochs)
     url = storage_url(cfg)
     with step_run(cfg, "tune", model=spec.name) as parent, artifact_dir(cfg) as out:
@@ -47,13 +51,18 @@ def run_tune(cfg: DictConfig, overrides: list[str] | None = None) -> str:
         study = open_study(cfg, url, max_epochs, worker=parent.info.run_id)
         mlflow.set_tags({tags.STUDY: study.study_name, tags.STUDY_STORAGE: masked(url)})
         mine: list[int] = []
-        study.optimize(
-            lambda trial: _objective(trial, cfg, overrides, prepared, max_epochs, out, mine),
-            n_trials=int(cfg.tune.n_trials),
-            timeout=float(cfg.tune.timeout) if cfg.tune.get("timeout") else None,
-            catch=(Exception,),
-            gc_after_trial=True,
-        )
+        n_trials = int(cfg.tune.n_trials)
+        timeout = float(cfg.tune.timeout) if cfg.tune.get("timeout") else None
+        with optuna_quiet():
+            study.optimize(
+                lambda trial: _objective(trial, cfg, overrides, prepared, max_epochs, out, mine),
+                n_trials=n_trials,
+                timeout=timeout,
+                catch=(Exception,),
+                callbacks=[TrialLog(n_trials, str(cfg.tune.objective), timeout)],
+                gc_after_trial=True,
+                show_progress_bar=bar,
+            )
         _log_study(study, mine, max_epochs, out)
         if cfg.tune.retrain_best and _completed(study):
             best = study.best_trial
@@ -80,6 +89,7 @@ def _objective(
     """One trial as a nested MLflow run: its params, per-epoch metrics, scores and state."""
     mine.append(trial.number)
     params = suggest(trial, cfg.tune.space)
+    log.info("tune: trial %d starts: %s", trial.number, _described(params))
     metric = str(cfg.tune.objective)
     with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as child:
         trial.set_user_attr("mlflow_run_id", child.info.run_id)
@@ -116,6 +126,14 @@ def _objective(
     if result.pruned is not None:
         raise result.pruned  # after the child run ended: a pruned trial's run is FINISHED
     return result.value
+
+
+def _described(params: dict) -> str:
+    """A trial's parameters, short: floats to 3 significant digits."""
+    return ", ".join(
+        f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in params.items()
+    )
 
 
 def _log_study(study: optuna.Study, mine: list[int], max_epochs: int, out: Path) -> None:

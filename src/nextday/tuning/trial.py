@@ -52,12 +52,11 @@ def fit_trial(
         return reporter
 
     dataset, truth = data
-    try:
-        model = NextdayModel.from_config(spec, train).fit(
-            dataset, truth, checkpoint=checkpoint, callbacks=callbacks, start_from=start_from
-        )
-    except optuna.TrialPruned as pruned:
-        return TrialResult(reporter[0].epochs_seen if reporter else 0, {}, metric, pruned)
+    model = NextdayModel.from_config(spec, train).fit(
+        dataset, truth, checkpoint=checkpoint, callbacks=callbacks, start_from=start_from
+    )
+    if reporter and reporter[0].pruned is not None:
+        return TrialResult(reporter[0].epochs_seen, {}, metric, reporter[0].pruned)
     val = model.fitted_data().judged["val"]
     scores = point_metrics(model.predict(val.x), val.y, val.dates)
     if not np.isfinite(scores[metric]):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nextday.inference.outputs import OUTPUTS, QUANTILE_LEVELS
+from nextday.timing import Progress
 
 if TYPE_CHECKING:
     from nextday.models.data import ModelData, Segment
@@ -112,16 +113,16 @@ def draw(
     model: NextdayModel, segment: Segment, settings: CalibrationSettings, limit: int | None = None
 ) -> Draws:
     """`settings.passes` MC passes on the segment's rows, at most `limit` of them (a seeded
-    sample, in row order)."""
+    sample, in row order). The passes say how far they are in the log at most every few
+    seconds: at the seed's scale they take tens of seconds."""
     rows = np.arange(len(segment.rows))
     if limit is not None and len(rows) > limit:
         rows = np.sort(np.random.default_rng(settings.seed).choice(rows, limit, replace=False))
     columns = scale_columns(model.spec.features, settings.scale_features)
+    progress = Progress("calibrate", f"MC passes on {len(rows):,} rows", settings.passes)
+    samples = model.sample(segment.x[rows], settings.passes, settings.seed, progress.advance)
     return Draws(
-        rows=rows,
-        samples=model.sample(segment.x[rows], settings.passes, settings.seed),
-        y=segment.y[rows],
-        scale_x=segment.flat[rows][:, columns],
+        rows=rows, samples=samples, y=segment.y[rows], scale_x=segment.flat[rows][:, columns]
     )
 
 

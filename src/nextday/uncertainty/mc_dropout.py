@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import keras
 import numpy as np
@@ -28,9 +28,10 @@ def mc_samples(
     seed: int,
     dropout: bool = True,
     batch_size: int = 16384,
+    on_pass: Callable[[], None] | None = None,
 ) -> np.ndarray:
     """Predictions of `passes` stochastic passes, shape (passes, rows); with `dropout=False`
-    every pass is the deterministic prediction."""
+    every pass is the deterministic prediction. `on_pass()` is called after each pass."""
     if passes < 1:
         raise ValueError(f"calibrate.passes must be at least 1, got {passes}")
     reseed(model, seed)
@@ -41,6 +42,8 @@ def mc_samples(
             out[p, start : start + len(chunk)] = np.asarray(model(chunk, training=dropout)).reshape(
                 -1
             )
+        if on_pass is not None:
+            on_pass()
     return out
 
 

@@ -1,11 +1,17 @@
-"""calibration_report.md and its plot: what a calibrate run says about its intervals."""
+"""calibration_report.md and its pictures: what a calibrate run says about its intervals."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+import matplotlib
 
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from nextday.contracts.pictures import COVERAGE_BY_MONTH, RELIABILITY
 from nextday.evaluation.intervals import level_tag
 from nextday.models.spec import ModelSpec
 from nextday.reports import markdown
@@ -15,10 +21,12 @@ REPORT = "calibration_report.md"
 
 
 def write(out: Path, spec: ModelSpec, assessment: Assessment, level: float) -> Path:
-    """report/reliability.png, the tables as CSV, and calibration_report.md under `out`."""
+    """The pictures (`RELIABILITY`, `COVERAGE_BY_MONTH`), the tables as CSV in report/, and
+    calibration_report.md under `out`, which links the pictures beside it."""
     folder = out / "report"
     folder.mkdir(exist_ok=True)
-    reliability_plot(assessment.tables, spec, folder / "reliability.png")
+    reliability_plot(assessment.tables, spec, out / RELIABILITY.path)
+    coverage_plot(assessment.tables["coverage_by_month"], level, out / COVERAGE_BY_MONTH.path)
     for name, table in assessment.tables.items():
         table.to_csv(folder / f"{name}.csv")
     path = out / REPORT
@@ -26,32 +34,53 @@ def write(out: Path, spec: ModelSpec, assessment: Assessment, level: float) -> P
     return path
 
 
-def reliability_plot(tables: dict[str, pd.DataFrame], spec: ModelSpec, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5.5, 5))
-    for segment in ("val", "test"):
-        table = tables[f"reliability_{segment}"]
-        axis.plot(table["nominal"], table["observed"], marker="o", label=segment)
-    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect")
-    axis.set(
-        xlabel="nominal coverage of the central interval",
-        ylabel="observed coverage",
-        title=f"Reliability: {spec.name} model",
-        xlim=(0, 1),
-        ylim=(0, 1),
-    )
-    axis.legend()
+def _save(figure: Figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
 
 
+def reliability_plot(tables: dict[str, pd.DataFrame], spec: ModelSpec, path: Path) -> Path:
+    """Observed against nominal coverage of the central interval, validation and test."""
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    for segment in ("val", "test"):
+        table = tables[f"reliability_{segment}"]
+        axis.plot(table["nominal"], table["observed"], marker="o", label=segment)
+    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect")
+    axis.set(
+        xlabel="nominal coverage of the central interval (share)",
+        ylabel="observed coverage (share of actuals inside)",
+        title=f"Reliability diagram: {spec.name} model",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    axis.legend()
+    return _save(figure, path)
+
+
+def coverage_plot(by_month: pd.DataFrame, level: float, path: Path) -> Path:
+    """The calibrated interval's coverage month by month on the test rows (and adaptive
+    conformal's, where it ran), beside the nominal `level`: coverage over time."""
+    figure, axis = plt.subplots(figsize=(8, 3.5))
+    months = [str(m) for m in by_month.index]
+    axis.plot(months, by_month["coverage"], marker="o", label="calibrated")
+    if "aci_coverage" in by_month:
+        axis.plot(months, by_month["aci_coverage"], marker=".", label="adaptive conformal")
+    axis.axhline(level, color="grey", linestyle="--", label=f"nominal {level:.0%}")
+    axis.tick_params(axis="x", labelrotation=45)
+    axis.set(
+        xlabel="month (test segment)",
+        ylabel="share inside the interval",
+        title=f"Coverage of the {level:.0%} interval by month (test)",
+        ylim=(0, 1),
+    )
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
 def markdown_report(spec: ModelSpec, assessment: Assessment, level: float) -> str:
+    """The report's text; it shows the pictures `write` draws beside their tables."""
     metrics, tables = assessment.metrics, assessment.tables
     tag = level_tag(level)
     lines = [
@@ -91,6 +120,7 @@ def markdown_report(spec: ModelSpec, assessment: Assessment, level: float) -> st
             )
         ),
     ]
+    pictures = {"reliability_test": RELIABILITY, "coverage_by_month": COVERAGE_BY_MONTH}
     for name, title in (
         ("reliability_val", "Reliability (validation)"),
         ("reliability_test", "Reliability (test)"),
@@ -104,5 +134,6 @@ def markdown_report(spec: ModelSpec, assessment: Assessment, level: float) -> st
             "",
             markdown.table(tables[name], index=name.startswith("coverage")),
         ]
-    lines += ["", "![reliability](report/reliability.png)"]
+        if name in pictures:
+            lines += ["", pictures[name].markdown()]
     return "\n".join(lines) + "\n"
