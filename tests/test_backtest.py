@@ -190,8 +190,9 @@ def test_metric_names_and_interval_columns_follow_the_level(level, monkeypatch):
     dataset, walk = _walk_forward()
     settings = BacktestSettings.from_config(compose(["experiment=quick"]))
     settings = dataclasses.replace(
-        settings, level=level, segments=("test",), regime_window=5, rolling_days=5
-    )
+        settings, level=level, segments=("test",), regime_window=5, rolling_days=5,
+        online=dataclasses.replace(settings.online, level=level),
+    )  # fmt: skip
     frictions = _flat_frictions(dataset["date"].unique(), dataset["symbol"].unique())
     backtest = judge(walk, dataset, settings, Market(frictions), by_surprise=True)
     lower, upper = INTERVALS[level]
@@ -287,6 +288,9 @@ def test_fixed_backtest_reports_every_section_and_logs_predictions(store):
         assert name in metrics, name
     assert metrics["bt_days"] >= 120  # the val + test days of the quick market
     assert metrics["bt_ic_h1"] == pytest.approx(metrics["bt_ic"])  # the same next-day IC
+    # the served interval beside the online rule's replay of it
+    assert metrics["bt_static_coverage_80"] == metrics[judged]
+    assert 0.5 < metrics["bt_online_coverage_80"] < 1.0 and metrics["bt_online_width_80"] > 0
     low, high = metrics["bt_strategy_sharpe_ci_low"], metrics["bt_strategy_sharpe_ci_high"]
     assert low < metrics["bt_strategy_sharpe"] < high
     # the holding band trades less than the legs rebuilt every day

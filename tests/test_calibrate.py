@@ -2,6 +2,7 @@
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from nextday.config import compose
@@ -14,6 +15,7 @@ from nextday.steps.calibrate import run_calibrate
 from nextday.steps.inputs import load_model, load_prepared
 from nextday.steps.prepare import run_prepare
 from nextday.steps.train import run_train
+from nextday.uncertainty.assessment import AssessmentSettings
 from nextday.uncertainty.calibration import (
     Calibration,
     CalibrationSettings,
@@ -21,6 +23,8 @@ from nextday.uncertainty.calibration import (
     conformal_quantiles,
 )
 from nextday.uncertainty.mc_dropout import mc_samples
+
+COMPARED = ("coverage", "width", "interval_score")  # of static, ACI and PID alike
 
 
 def test_interval_metrics_on_hand_made_cases():
@@ -167,14 +171,29 @@ def test_quick_calibrate_logs_coverage_beside_the_raw_mc_interval(root):
         "raw_test_coverage_80",
         "const_test_width_80",
         "val_coverage_80",
-        "aci_test_coverage_80",
+        *(f"test_{rule}_{m}_80" for rule in ("aci", "pid") for m in COMPARED),
     ):
         assert name in metrics, name
     assert metrics["raw_test_coverage_80"] < 0.5  # dropout alone is far too narrow
     assert abs(metrics["val_coverage_80"] - 0.8) < 0.02  # conformal on validation rows
     assert 0.7 < metrics["test_coverage_80"] < 0.9
     text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/calibration_report.md")
-    assert "Reliability" in text and "volatility" in text
+    assert "Reliability" in text and "volatility" in text and "Conformal PID" in text
+    # static, ACI and PID side by side by volatility quintile and by month, on every test row
+    tables = {
+        name: pd.read_csv(
+            mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id,
+                artifact_path=f"report/coverage_by_{name}.csv",
+                dst_path=str(root / "tables"),
+            )
+        )
+        for name in ("volatility", "month")
+    }
+    assert list(tables["volatility"]["volatility"]) == ["1 calm", "2", "3", "4", "5 wild"]
+    assert tables["volatility"]["rows"].sum() == tables["month"]["rows"].sum()
+    for method in ("static", "aci", "pid"):
+        assert {f"{method}_{m}" for m in COMPARED} <= set(tables["month"]), method
     cal = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/calibration.json")
     assert cal["passes"] == 8 and len(cal["quantiles"]) == 99
 
@@ -194,6 +213,13 @@ def test_quick_calibrate_logs_coverage_beside_the_raw_mc_interval(root):
     for field in ("scale_weights", "quantiles"):
         np.testing.assert_allclose(getattr(refitted, field), getattr(logged, field), rtol=1e-12)
     assert refitted.sigma_factor == pytest.approx(logged.sigma_factor, rel=1e-12)
+
+
+def test_the_online_rules_correct_the_headline_interval():
+    settings = AssessmentSettings.from_config(compose().calibrate)
+    assert settings.online.level == settings.level == 0.8
+    with pytest.raises(ValueError, match="calibrate.online.level 0.5 differs"):
+        AssessmentSettings.from_config(compose(["calibrate.online.level=0.5"]).calibrate)
 
 
 def test_apply_gives_the_served_outputs_of_the_calibrated_interval():

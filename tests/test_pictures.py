@@ -122,11 +122,18 @@ def assessment() -> Assessment:
         "reliability_val": reliability,
         "reliability_test": reliability,
         "coverage_by_volatility": pd.DataFrame(
-            {"coverage": [0.8, 0.78], "width": [0.04, 0.06], "rows": [50, 50]},
+            {
+                "rows": [50, 50],
+                **{f"{m}_coverage": [0.8, 0.78] for m in ("static", "aci", "pid")},
+                **{f"{m}_width": [0.04, 0.06] for m in ("static", "aci", "pid")},
+            },
             index=pd.Index(["1 calm", "5 wild"], name="bucket"),
         ),
         "coverage_by_month": pd.DataFrame(
-            {"coverage": [0.82, 0.77, 0.8], "rows": [20, 21, 19], "aci_coverage": [0.8] * 3},
+            {
+                "rows": [20, 21, 19],
+                **{f"{m}_coverage": [0.82, 0.77, 0.8] for m in ("static", "aci", "pid")},
+            },
             index=months,
         ),
         "dropout_experiment": pd.DataFrame({"dropout": [0.1, 0.3], "coverage_80": [0.1, 0.2]}),

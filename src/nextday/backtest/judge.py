@@ -21,6 +21,7 @@ from nextday.backtest.metrics import (
     signal_metrics,
     strategy_prefix,
 )
+from nextday.backtest.online import online_replay
 from nextday.backtest.settings import BacktestSettings
 from nextday.backtest.trading import trade
 from nextday.backtest.walkforward import WalkForward, period_dates
@@ -97,6 +98,9 @@ def judge(
     with stage("backtest", "forecast metrics", seconds):
         metrics = backtest_metrics(rows, signals, books, equal_weight, settings.level)
     metrics |= signal_metrics(analytics)
+    with stage("backtest", "online interval", seconds):
+        online = online_replay(rows, dataset, settings.online)
+    metrics |= online.metrics
     with stage("backtest", "Sharpe intervals", seconds):
         metrics |= sharpe_significance(
             books, equal_weight, settings.ci_level, settings.block_days, settings.draws, trials
@@ -111,6 +115,10 @@ def judge(
     )
     rows = rows.merge(regimes, on="date", how="left")
     daily = daily_series(rows, books[MODEL], equal_weight, settings.rolling_days, settings.level)
+    daily = daily.join(online.daily)
+    daily["rolling_online_coverage"] = (
+        daily["online_coverage"].rolling(settings.rolling_days, min_periods=1).mean()
+    )
     tables = breakdowns.tables(rows, books[MODEL], settings.level, by_surprise)
     return Backtest(
         rows, books, equal_weight, metrics, daily, tables, walk.folds,

@@ -48,10 +48,13 @@ def rolling(daily: pd.DataFrame, path: Path) -> Path:
     return _save(figure, path)
 
 
-def coverage(daily: pd.DataFrame, level: float, path: Path) -> Path:
-    """The rolling share of actuals inside the `level` interval beside the nominal level."""
+def coverage(daily: pd.DataFrame, level: float, path: Path, rule: str = "online") -> Path:
+    """The rolling share of actuals inside the `level` interval as served (static) and as the
+    online `rule` would have served it, beside the nominal level."""
     figure, axis = plt.subplots(figsize=(9, 3))
-    axis.plot(daily["rolling_coverage"], label="rolling coverage")
+    axis.plot(daily["rolling_coverage"], label="static (as served)")
+    if "rolling_online_coverage" in daily:
+        axis.plot(daily["rolling_online_coverage"], label=f"online ({rule})")
     axis.axhline(level, color="grey", linestyle="--", label=f"nominal {level:.0%}")
     axis.set(
         ylabel="share inside the interval", xlabel="date", ylim=(0, 1),

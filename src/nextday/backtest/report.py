@@ -15,6 +15,7 @@ from nextday.backtest.judge import Backtest
 from nextday.backtest.metrics import MODEL, ORACLE, ZERO, coverage_name, forecast_prefix
 from nextday.backtest.settings import BacktestSettings
 from nextday.evaluation import claims, signal_plots
+from nextday.evaluation.intervals import level_tag
 from nextday.evaluation.metrics import ic_undefined_reason
 from nextday.reports import html as html_page
 from nextday.reports.markdown import digits_to_tell_apart
@@ -61,7 +62,9 @@ def pictures(backtest: Backtest, settings: BacktestSettings, folder: Path) -> di
             folder / "equity_drawdown.png",
         ),
         "rolling": plots.rolling(backtest.daily, folder / "rolling_mae_ic.png"),
-        "coverage": plots.coverage(backtest.daily, settings.level, folder / "coverage.png"),
+        "coverage": plots.coverage(
+            backtest.daily, settings.level, folder / "coverage.png", settings.online.rule
+        ),
         "capacity": plots.capacity(backtest.capacity, folder / "capacity.png"),
         "glance": plots.comparison(sections.glance(backtest), folder / "at_a_glance.png"),
         "regimes": plots.table_png(
@@ -129,7 +132,7 @@ def page(
         "Forecasts": ["Every forecast on the same rows, day by day.", _forecasts(backtest)],
         "Signal": sections.signal(backtest, paths),
         "Trading view": sections.trading(backtest, settings, paths),
-        "Over time": [paths["rolling"], paths["coverage"]],
+        "Over time": [paths["rolling"], _online(backtest, settings), paths["coverage"]],
         "By market regime": [
             f"Regime from the market's trailing {settings.regime_window}-day return over its "
             f"volatility (threshold {settings.regime_threshold}).",
@@ -195,3 +198,21 @@ def _forecasts(backtest: Backtest) -> pd.DataFrame:
             }
             out.append({"forecast": forecast, **values})
     return pd.DataFrame(out)
+
+
+def _online(backtest: Backtest, settings: BacktestSettings) -> str:
+    """The static interval beside the online rule's replay."""
+    metrics, tag = backtest.metrics, level_tag(settings.level)
+
+    def figures(prefix: str) -> str:
+        return (
+            f"coverage {metrics.get(f'{prefix}_coverage_{tag}', np.nan):.3f}, width "
+            f"{metrics.get(f'{prefix}_width_{tag}', np.nan):.4f}, interval score "
+            f"{metrics.get(f'{prefix}_interval_score_{tag}', np.nan):.4f}"
+        )
+
+    return (
+        f"The {settings.level:.0%} interval as served (static): {figures('bt_static')}. Replayed "
+        f"through the online rule ({settings.online.rule}, calibrate.online), each day's interval "
+        f"from the outcomes of the days before it only: {figures('bt_online')}."
+    )

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from nextday.backtest.costs import CostModel
 from nextday.backtest.strategy import TradingRule
+from nextday.uncertainty.online import OnlineSettings
 
 MODES = ("fixed", "refit")
 
@@ -35,6 +36,7 @@ class BacktestSettings:
     max_days_since_earnings: int  # features.max_days_since_earnings, to recompute features
     significance: float  # evaluation.significance, for the claim against the zero predictor
     write_predictions: bool  # also upsert the predictions into the store's model_predictions
+    online: OnlineSettings  # calibrate.online: the rule the interval is replayed through
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> BacktestSettings:
@@ -68,6 +70,7 @@ class BacktestSettings:
             max_days_since_earnings=int(cfg.features.max_days_since_earnings),
             significance=float(cfg.evaluation.significance),
             write_predictions=bool(settings.write_predictions),
+            online=_online(cfg.calibrate.online, float(settings.level)),
         )
 
 
@@ -83,3 +86,13 @@ def _costs(costs: DictConfig) -> CostModel:
         vol_days=int(costs.vol_days),
         impact_coefficient=float(costs.impact_coefficient),
     )
+
+
+def _online(online: DictConfig, level: float) -> OnlineSettings:
+    found = OnlineSettings.from_config(online)
+    if found.level != level:
+        raise ValueError(
+            f"calibrate.online.level={found.level} but backtest.level={level}: the online rule "
+            "corrects the interval the backtest judges, so the two must be the same"
+        )
+    return found

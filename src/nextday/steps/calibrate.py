@@ -5,8 +5,8 @@ low: dropout sees model uncertainty, not the return's own noise), then fits a sc
 training rows and a split-conformal step on validation rows (`Calibration.fit`), and judges
 the result on the test rows (`uncertainty.assessment`): coverage, width and interval score,
 CRPS, pinball losses, a reliability diagram, coverage by volatility bucket and by month, a
-constant-width interval for comparison, the "just raise dropout" experiment, and (optionally)
-adaptive conformal updating. The calibration is logged as `calibration.json`, which export puts
+constant-width interval for comparison, the "just raise dropout" experiment, and the static
+interval beside the online rules (ACI and PID) replayed on the test days. The calibration is logged as `calibration.json`, which export puts
 inside the served model.
 """
 

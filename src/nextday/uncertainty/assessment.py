@@ -1,15 +1,16 @@
 """How good a calibration is, on rows it was not fitted on: what the calibrate step reports.
 
 Coverage, width and interval score of the central interval (raw MC dropout and calibrated),
-CRPS and pinball losses, reliability at every nominal level, coverage by volatility quintile
-and by month, a constant-width interval for comparison, adaptive conformal on the test days,
-and the "just raise dropout" experiment.
+CRPS and pinball losses, reliability at every nominal level, a constant-width interval for
+comparison, the online rules (ACI and PID, `uncertainty.online`) replayed over the test days
+from the static calibration, coverage, width and interval score of static, ACI and PID by
+volatility quintile and by month, and the "just raise dropout" experiment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,19 @@ from nextday.evaluation.intervals import level_tag
 from nextday.evaluation.metrics import prefixed
 from nextday.models.data import Segment
 from nextday.models.model import NextdayModel
-from nextday.uncertainty.calibration import Calibration, Draws, adaptive_coverage
+from nextday.uncertainty.calibration import Calibration, Draws
+from nextday.uncertainty.online import (
+    REPLAY_COLUMNS,
+    RULES,
+    STATIC,
+    OnlineSettings,
+    OnlineState,
+    coverage_by,
+    month,
+    replay,
+    volatility_edges,
+    volatility_quintile,
+)
 
 NOMINAL = np.round(np.arange(0.1, 1.0, 0.1), 2)
 VOLATILITY = "vol_20d"  # the feature whose quintiles the conditional coverage is read by
@@ -28,16 +41,21 @@ VOLATILITY = "vol_20d"  # the feature whose quintiles the conditional coverage i
 @dataclass(frozen=True)
 class AssessmentSettings:
     level: float
-    adaptive_step: float | None  # None: no adaptive conformal
+    online: OnlineSettings  # each rule is replayed with these (its own `rule` aside)
     dropout_rates: tuple[float, ...]
     seed: int  # of the dropout experiment's passes
 
     @classmethod
     def from_config(cls, settings: Mapping) -> AssessmentSettings:
-        adaptive = settings["adaptive"]
+        level, online = float(settings["level"]), OnlineSettings.from_config(settings["online"])
+        if online.level != level:
+            raise ValueError(
+                f"calibrate.online.level {online.level} differs from calibrate.level {level}: "
+                "the online rules correct the headline interval"
+            )
         return cls(
-            level=float(settings["level"]),
-            adaptive_step=float(adaptive["step"]) if adaptive["enabled"] else None,
+            level=level,
+            online=online,
             dropout_rates=tuple(float(r) for r in settings["dropout_experiment"]),
             seed=int(settings["seed"]),
         )
@@ -89,24 +107,17 @@ def assess(
         tables[f"reliability_{name}"] = reliability(calibration, part, scale)
     test, val = judged["test"], judged["val"]
     metrics.update(_constant_width(val, test, level, metrics[f"test_coverage_{tag}"]))
-    vol = segments["test"].flat[test.draws.rows][:, model.spec.features.index(VOLATILITY)]
-    tables["coverage_by_volatility"] = by_bucket(vol, test.low, test.high, test.draws.y)
-    tables["coverage_by_month"] = by_month(test.dates, test.low, test.high, test.draws.y)
-    if settings.adaptive_step is not None:
-        low, high, _ = adaptive_coverage(
-            test.draws.mean,
-            test.scale,
-            test.draws.y,
-            test.dates,
-            calibration,
-            level,
-            settings.adaptive_step,
-        )
-        metrics.update(
-            prefixed(intervals.interval_metrics(low, high, test.draws.y, level), "aci_test")
-        )
-        adaptive = by_month(test.dates, low, high, test.draws.y)["coverage"]
-        tables["coverage_by_month"]["aci_coverage"] = adaptive
+    column = model.spec.features.index(VOLATILITY)
+    compared, online = online_comparison(
+        calibration,
+        test,
+        segments["test"].flat[test.draws.rows, column],
+        segments["train"].flat[:, column],
+        settings.online,
+    )
+    metrics.update(online)
+    tables["coverage_by_volatility"] = coverage_by(compared, "volatility", level)
+    tables["coverage_by_month"] = coverage_by(compared, "month", level)
     tables["dropout_experiment"] = dropout_experiment(
         model, segments["val"].x[val.draws.rows], val.draws.y, settings, calibration.passes
     )
@@ -152,24 +163,32 @@ def reliability(calibration: Calibration, part: Draws, scale: np.ndarray) -> pd.
     return pd.DataFrame({"nominal": NOMINAL, "observed": observed})
 
 
-def by_bucket(vol: np.ndarray, low: np.ndarray, high: np.ndarray, y: np.ndarray) -> pd.DataFrame:
-    """Coverage and width by quintile of trailing 20-day volatility."""
-    bucket = pd.qcut(vol, 5, labels=["1 calm", "2", "3", "4", "5 wild"], duplicates="drop")
+def online_comparison(
+    calibration: Calibration,
+    test: Judged,
+    vol: np.ndarray,
+    train_vol: np.ndarray,
+    settings: OnlineSettings,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Replay ACI and PID over the test days from the static calibration (volatility bucket
+    edges from the training rows): the rows with the static and both online intervals and
+    their volatility quintile and month (for `coverage_by`), and test_<rule>_* metrics."""
+    y, level = test.draws.y, settings.level
+    center = test.draws.mean + test.scale * calibration.quantile(0.5)
     frame = pd.DataFrame(
-        {"bucket": bucket, "inside": intervals.inside(low, high, y), "width": high - low}
-    )
-    return frame.groupby("bucket", observed=True).agg(
-        coverage=("inside", "mean"), width=("width", "mean"), rows=("inside", "size")
-    )
-
-
-def by_month(dates: np.ndarray, low: np.ndarray, high: np.ndarray, y: np.ndarray) -> pd.DataFrame:
-    months = pd.to_datetime(pd.Series(dates)).dt.to_period("M").astype(str)
-    return (
-        pd.DataFrame({"month": months, "inside": intervals.inside(low, high, y)})
-        .groupby("month")
-        .agg(coverage=("inside", "mean"), rows=("inside", "size"))
-    )
+        {"date": test.dates, "p10": test.low, "p50": center, "p90": test.high, "actual": y}
+    ).assign(vol=vol, **{f"{STATIC}_lower": test.low, f"{STATIC}_upper": test.high})
+    edges = volatility_edges(train_vol, settings.buckets)
+    metrics: dict[str, float] = {}
+    for rule in RULES:
+        ruled = replace(settings, rule=rule)
+        run = replay(frame[list(REPLAY_COLUMNS)], ruled, OnlineState.start(ruled, edges))
+        frame[f"{rule}_lower"], frame[f"{rule}_upper"] = run.lower, run.upper
+        metrics.update(
+            prefixed(intervals.interval_metrics(run.lower, run.upper, y, level), f"test_{rule}")
+        )
+    frame["volatility"], frame["month"] = volatility_quintile(vol), month(test.dates)
+    return frame, metrics
 
 
 def dropout_experiment(

@@ -11,7 +11,8 @@ The result is a small JSON-able object that export puts inside the served model.
 `Calibration.fit(model, data, settings)` is the one way to calibrate a model (calibrate and the
 refit backtest call it; `fit_draws` is the same fit on draws already made), and
 `Calibration.apply(samples, scale_x)` the one NumPy form of the calibrated predictor (the ONNX
-graph's calibration is checked against it at export).
+graph's calibration is checked against it at export). Keeping the interval calibrated after the
+market moves, from outcomes as they become known, is `uncertainty.online`'s.
 """
 
 from __future__ import annotations
@@ -261,33 +262,3 @@ def calibrate(
         n_calibration=len(label),
         passes=passes,
     )
-
-
-def adaptive_coverage(
-    mean: np.ndarray,
-    scale: np.ndarray,
-    actual: np.ndarray,
-    dates: np.ndarray,
-    calibration: Calibration,
-    level: float,
-    step: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Adaptive conformal inference (Gibbs and Candes, 2021), day by day.
-
-    Each date's interval uses the current miscoverage target alpha_t; after the date's outcomes
-    are known, alpha_{t+1} = alpha_t + step * (alpha - share of that date's misses). Returns
-    lower, upper, and alpha per row."""
-    alpha = 1.0 - level
-    current = alpha
-    order = np.argsort(dates, kind="stable")
-    lower, upper, used = np.empty(len(mean)), np.empty(len(mean)), np.empty(len(mean))
-    sorted_dates = np.asarray(dates)[order]
-    boundaries = np.flatnonzero(np.r_[True, sorted_dates[1:] != sorted_dates[:-1], True])
-    for start, end in zip(boundaries[:-1], boundaries[1:], strict=True):
-        rows = order[start:end]
-        target = float(np.clip(current, 1e-4, 0.9999))
-        lo, hi = calibration.interval(mean[rows], scale[rows], 1.0 - target)
-        lower[rows], upper[rows], used[rows] = lo, hi, target
-        missed = float(np.mean((actual[rows] < lo) | (actual[rows] > hi)))
-        current = current + step * (alpha - missed)
-    return lower, upper, used

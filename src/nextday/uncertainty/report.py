@@ -16,6 +16,7 @@ from nextday.evaluation.intervals import level_tag
 from nextday.models.spec import ModelSpec
 from nextday.reports import markdown
 from nextday.uncertainty.assessment import Assessment
+from nextday.uncertainty.online import RULES, STATIC
 
 REPORT = "calibration_report.md"
 
@@ -59,14 +60,18 @@ def reliability_plot(tables: dict[str, pd.DataFrame], spec: ModelSpec, path: Pat
     return _save(figure, path)
 
 
+# how each interval in the coverage tables is named in the pictures and the text
+METHODS = {STATIC: "Static (calibrated)", "aci": "Adaptive conformal (ACI)", "pid": "Conformal PID"}
+
+
 def coverage_plot(by_month: pd.DataFrame, level: float, path: Path) -> Path:
-    """The calibrated interval's coverage month by month on the test rows (and adaptive
-    conformal's, where it ran), beside the nominal `level`: coverage over time."""
+    """Coverage of each interval in the table (static, ACI, PID) month by month on the test
+    rows, beside the nominal `level`: coverage over time."""
     figure, axis = plt.subplots(figsize=(8, 3.5))
     months = [str(m) for m in by_month.index]
-    axis.plot(months, by_month["coverage"], marker="o", label="calibrated")
-    if "aci_coverage" in by_month:
-        axis.plot(months, by_month["aci_coverage"], marker=".", label="adaptive conformal")
+    for method, label in METHODS.items():
+        if f"{method}_coverage" in by_month:
+            axis.plot(months, by_month[f"{method}_coverage"], marker="o", label=label)
     axis.axhline(level, color="grey", linestyle="--", label=f"nominal {level:.0%}")
     axis.tick_params(axis="x", labelrotation=45)
     axis.set(
@@ -102,11 +107,15 @@ def markdown_report(spec: ModelSpec, assessment: Assessment, level: float) -> st
         f"{metrics[f'const_test_interval_score_{tag}']:.5f}; a constant interval with our test "
         f"coverage would be {metrics[f'const_same_coverage_test_width_{tag}']:.5f} wide.",
     ]
-    if f"aci_test_coverage_{tag}" in metrics:
-        lines.append(
-            f"- Adaptive conformal on the test days: coverage {metrics[f'aci_test_coverage_{tag}']:.3f}, "
-            f"width {metrics[f'aci_test_width_{tag}']:.5f}."
-        )
+    for rule in RULES:
+        if f"test_{rule}_coverage_{tag}" in metrics:
+            lines.append(
+                f"- {METHODS[rule]}, replayed over the test days from the static "
+                f"calibration (each day's interval from earlier outcomes only): coverage "
+                f"{metrics[f'test_{rule}_coverage_{tag}']:.3f}, width "
+                f"{metrics[f'test_{rule}_width_{tag}']:.5f}, interval score "
+                f"{metrics[f'test_{rule}_interval_score_{tag}']:.5f}."
+            )
     lines += [
         "",
         "## Pinball losses and CRPS",
@@ -124,8 +133,11 @@ def markdown_report(spec: ModelSpec, assessment: Assessment, level: float) -> st
     for name, title in (
         ("reliability_val", "Reliability (validation)"),
         ("reliability_test", "Reliability (test)"),
-        ("coverage_by_volatility", "Coverage by 20-day volatility quintile (test)"),
-        ("coverage_by_month", "Coverage by month (test)"),
+        (
+            "coverage_by_volatility",
+            "Static, ACI and PID by 20-day volatility quintile (test): coverage, width, score",
+        ),
+        ("coverage_by_month", "Static, ACI and PID by month (test): coverage, width, score"),
         ("dropout_experiment", "Raising inference dropout instead (raw MC interval, validation)"),
     ):
         lines += [
