@@ -208,6 +208,23 @@ def test_buckets_without_rows_that_day_keep_their_state():
     np.testing.assert_array_equal(state.multiplier_for([0.001, 0.05]), [state.multiplier[0], 1.0])
 
 
+def test_a_row_without_a_prediction_is_no_miss():
+    online = settings()
+    state = OnlineState.start(online)
+    # two rows inside, one row with no interval (a missing prediction): coverage is 2 of 2
+    nan = float("nan")
+    after = state.update(
+        "2024-01-02", [-1, -1, nan], [0, 0, nan], [1, 1, nan], [0, 0, 5], [0.01] * 3, online
+    )
+    both_inside = state.update("2024-01-02", [-1, -1], [0, 0], [1, 1], [0, 0], [0.01] * 2, online)
+    assert after.multiplier == both_inside.multiplier and after.multiplier[0] < 1.0
+    frame = stream(seed=5, days=10)
+    frame.loc[frame["date"] == frame["date"].iloc[0], ["p10", "p50", "p90"]] = nan
+    replayed = replay(frame, online, OnlineState.start(online))
+    assert replayed.daily["rows"].iloc[0] == 0  # the day without predictions judged nothing
+    assert replayed.state.multiplier[0] < 1.5
+
+
 def test_the_state_round_trips_through_json():
     frame = stream(lambda vol: 1.5 * vol, seed=4, days=30)
     online = settings(buckets=5)

@@ -41,6 +41,7 @@ class Market:
     frictions: Frictions  # each name's spread, volatility and volume, for the costs
     groups: pd.Series | None = None  # symbol -> group (sector), where the data has one
     true_regimes: pd.DataFrame | None = None  # synthetic data: the generator's (ts, regime)
+    calendar: pd.DatetimeIndex | None = None  # the market's trading days (default: the dataset's)
 
 
 @dataclass
@@ -83,12 +84,15 @@ def judge(
     )
     keys = pd.MultiIndex.from_frame(rows[["symbol", "date"]])
     everywhere = pd.MultiIndex.from_frame(dataset[["symbol", "date"]])
-    realized = pd.Series(strategy.realized_returns(dataset, settings.execution), everywhere)
+    realized = pd.Series(
+        strategy.realized_returns(dataset, settings.execution, market.calendar), everywhere
+    )
     rows["realized"] = realized.reindex(keys).to_numpy()
     signals = forecasts(rows, walk.signals)
     seconds: dict[str, float] = {}
     with stage("backtest", "signal analytics", seconds):
-        forward = forward_returns(dataset).set_index(["symbol", "date"]).reindex(keys)
+        forward = forward_returns(dataset, calendar=market.calendar)
+        forward = forward.set_index(["symbol", "date"]).reindex(keys)
         groups = None if market.groups is None else rows["symbol"].map(market.groups).to_numpy()
         analytics = analyze_many(signals, rows["symbol"], rows["date"], forward, groups)
     with stage("backtest", "trading", seconds):

@@ -82,7 +82,9 @@ def trading(backtest: Backtest, settings: BacktestSettings, paths: dict[str, Pat
         _sharpe_sentence(metrics, settings),
     ]
     if DAILY_REBUILD in backtest.books:
-        items.append(_difference_sentence(metrics, "turnover_control", _turnover_text(backtest)))
+        items.append(
+            _difference_sentence(metrics, "turnover_control", _turnover_text(backtest, settings))
+        )
     items.append(
         _difference_sentence(
             metrics,
@@ -173,12 +175,14 @@ def _sharpe_sentence(metrics: dict[str, float], settings: BacktestSettings) -> s
     return text
 
 
-def _turnover_text(backtest: Backtest) -> str:
+def _turnover_text(backtest: Backtest, settings: BacktestSettings) -> str:
     banded = backtest.books[MODEL]["turnover"].mean()
     daily = backtest.books[DAILY_REBUILD]["turnover"].mean()
+    rule = settings.trading
     return (
-        f"The holding band trades {banded:.2f} of capital a day against {daily:.2f} when the "
-        "legs are rebuilt every day"
+        f"The turnover control (holding band to the top {rule.exit_quantile:.0%}, revised every "
+        f"{rule.rebalance_every} trading day(s)) trades {banded:.2f} of capital a day against "
+        f"{daily:.2f} when the legs are rebuilt every day"
     )
 
 

@@ -31,6 +31,7 @@ from scipy.stats import norm
 
 from nextday.backtest import performance
 from nextday.backtest.costs import CostModel, Frictions, daily_costs, impact_by_capital
+from nextday.evaluation.signal_analytics import calendar_positions
 
 EXECUTIONS = ("next_open", "next_close")
 SIZINGS = ("equal", "interval")
@@ -64,21 +65,32 @@ class TradingRule:
         return TradingRule(self.quantile, self.quantile, 1)
 
 
-def realized_returns(frame: pd.DataFrame, execution: str) -> np.ndarray:
+def realized_returns(frame: pd.DataFrame, execution: str, calendar=None) -> np.ndarray:
     """Per row of `frame` (the whole dataset: symbol, date, label, overnight_gap), the return
-    a position formed at close t earns under `execution`; NaN where the data end."""
+    a position formed at close t earns under `execution`; NaN where the data end or the next
+    rows are not the next trading days of `calendar` (the market's dates; by default the
+    frame's own), as across the embargo the dataset leaves out between segments."""
     if execution not in EXECUTIONS:
         raise ValueError(f"backtest.execution={execution!r}: expected one of {EXECUTIONS}")
     ordered = frame.sort_values(["symbol", "date"], kind="stable")
     by_symbol = ordered.groupby("symbol", sort=False)
+    position = pd.Series(calendar_positions(ordered["date"], calendar), index=ordered.index)
+    ahead = position.groupby(ordered["symbol"], sort=False)
+
+    def days_later(k: int) -> pd.Series:
+        """The row k further down the symbol is k trading days later."""
+        return ahead.shift(-k) == position + k
+
     label = ordered["label"]
     if execution == "next_close":
-        out = by_symbol["label"].shift(-1)  # close t+1 -> close t+2
+        out = by_symbol["label"].shift(-1).where(days_later(1))  # close t+1 -> close t+2
     else:
         # open[t+1] = close[t] (1 + gap[t+1]); open[t+2] = close[t+1] (1 + gap[t+2])
         gap_1 = by_symbol["overnight_gap"].shift(-1)
         gap_2 = by_symbol["overnight_gap"].shift(-2)
-        out = (1.0 + label) * (1.0 + gap_2) / (1.0 + gap_1) - 1.0
+        out = ((1.0 + label) * (1.0 + gap_2) / (1.0 + gap_1) - 1.0).where(
+            days_later(1) & days_later(2)
+        )
     return out.reindex(frame.index).to_numpy(dtype=np.float64)
 
 
@@ -100,8 +112,8 @@ def legs(signal: pd.DataFrame, rule: TradingRule) -> tuple[np.ndarray, np.ndarra
     for t in range(days):
         tradable = np.isfinite(values[t])
         n = int(tradable.sum())
-        if n < 2:  # no cross-section to rank: flat
-            held_long[:], held_short[:] = False, False
+        if n < 2:  # nothing to rank (a thin or empty day): the legs stand as they are
+            long[t], short[t] = held_long, held_short
             continue
         held_long &= tradable
         held_short &= tradable
@@ -110,9 +122,11 @@ def legs(signal: pd.DataFrame, rule: TradingRule) -> tuple[np.ndarray, np.ndarra
             k_exit = max(k, int(n * rule.exit_quantile))
             # best first; ties broken by column order; untradable names last
             top = np.argsort(-np.where(tradable, values[t], -np.inf), kind="stable")
-            bottom = np.argsort(np.where(tradable, values[t], np.inf), kind="stable")
             held_long = _revise(held_long, top, k, k_exit)
-            held_short = _revise(held_short, bottom, k, k_exit)
+            # a name of the long leg is never a short candidate (ties of a flat signal)
+            shortable = tradable & ~held_long
+            bottom = np.argsort(np.where(shortable, values[t], np.inf), kind="stable")
+            held_short = _revise(held_short & shortable, bottom, k, k_exit)
         long[t], short[t] = held_long, held_short
     return long, short
 

@@ -53,14 +53,25 @@ def forward_column(horizon: int) -> str:
     return f"fwd_{horizon}"
 
 
-def forward_returns(dataset: pd.DataFrame, horizons=HORIZONS) -> pd.DataFrame:
+def calendar_positions(dates, calendar=None) -> np.ndarray:
+    """Each date's index in the trading `calendar` (sorted dates; default: the dates given),
+    so that "k rows later" can be checked to be "k trading days later": a dataset drops the
+    embargo days between its segments and rows whose features are incomplete."""
+    days = pd.DatetimeIndex(pd.to_datetime(np.asarray(dates)))
+    known = pd.DatetimeIndex(np.unique(days if calendar is None else pd.to_datetime(calendar)))
+    found = known.get_indexer(days)
+    return np.where(found >= 0, found, -(10**9)).astype(np.int64)  # off the calendar: no match
+
+
+def forward_returns(dataset: pd.DataFrame, horizons=HORIZONS, calendar=None) -> pd.DataFrame:
     """Forward returns close t -> close t+h for each h in `horizons`, by compounding the
     symbol's next h labels.
 
-    `dataset` has symbol, date and label (the return close t -> close t+1); each symbol's rows
-    are its consecutive trading days, in any row order. Returns symbol, date and fwd_{h} in
-    `dataset`'s row order and index; NaN where the symbol's data end before t+h or a label in
-    the window is NaN. fwd_1 equals label.
+    `dataset` has symbol, date and label (the return close t -> close t+1), in any row order.
+    Returns symbol, date and fwd_{h} in `dataset`'s row order and index; NaN where the symbol's
+    data end before t+h, a label in the window is NaN, or a row of the window is missing (the
+    row k further down must be k days later in the trading `calendar`: the market's dates, by
+    default the dataset's own). fwd_1 equals label.
     """
     horizons = sorted({int(h) for h in horizons})
     if not horizons or horizons[0] < 1:
@@ -69,6 +80,7 @@ def forward_returns(dataset: pd.DataFrame, horizons=HORIZONS) -> pd.DataFrame:
     date = pd.factorize(dataset["date"], sort=True)[0]
     order = np.lexsort((date, symbol))
     label = dataset["label"].to_numpy(np.float64)[order]
+    position = calendar_positions(dataset["date"], calendar)[order]
     symbol, growth = symbol[order], 1.0 + label
     out = pd.DataFrame({"symbol": dataset["symbol"], "date": dataset["date"]})
     compounded = growth.copy()
@@ -76,7 +88,8 @@ def forward_returns(dataset: pd.DataFrame, horizons=HORIZONS) -> pd.DataFrame:
         if h > 1:  # the label h-1 rows further down the same symbol
             k = h - 1
             following = np.full(len(growth), np.nan)
-            following[:-k] = np.where(symbol[k:] == symbol[:-k], growth[k:], np.nan)
+            next_day = (symbol[k:] == symbol[:-k]) & (position[k:] == position[:-k] + k)
+            following[:-k] = np.where(next_day, growth[k:], np.nan)
             compounded = compounded * following
         if h in horizons:
             column = np.empty(len(growth))

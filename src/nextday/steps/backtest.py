@@ -70,6 +70,7 @@ def run_backtest(cfg: DictConfig) -> str:
                 frictions(bars, settings.costs, walk.rows["date"].unique()),
                 prepared.groups,
                 _true_regimes(prepare_id, out / "inputs"),
+                pd.DatetimeIndex(np.sort(bars["ts"].unique())),
             )
         trials = _study_trials(inference.metadata.runs.get("train"))
         backtest = judge(walk, dataset, settings, market, name == "earnings", trials)

@@ -256,11 +256,11 @@ class OnlineState:
         """The state after `date`'s outcomes (the rows predicted that day, their static interval
         and the return to the next close, known a day later): each bucket's miss share of the
         interval this state served moves its multiplier. A date not after `through` is refused:
-        an outcome is used once, in order. Rows without an outcome yet are left out; a day with
-        none changes nothing."""
+        an outcome is used once, in order. Rows without an outcome yet, or without an interval
+        (no prediction), are left out; a day with none changes nothing."""
         lower, upper = self.interval(p10, p50, p90, vol)
         actual = np.asarray(actual, float)
-        known = np.isfinite(actual)
+        known = _judgeable(lower, upper, actual)
         missed = ~intervals.inside(lower[known], upper[known], actual[known])
         bucket = np.broadcast_to(self.bucket(vol), actual.shape)[known]
         return self._advance(date, missed, bucket, settings)
@@ -357,7 +357,7 @@ def replay(frame: pd.DataFrame, settings: OnlineSettings, state: OnlineState) ->
     sorted_dates = dates[order]
     cuts = np.flatnonzero(np.r_[True, sorted_dates[1:] != sorted_dates[:-1], True])
     lower, upper, multiplier = np.empty(len(order)), np.empty(len(order)), np.empty(len(order))
-    known = np.isfinite(actual)
+    known = _judgeable(p10, p90, actual)  # the online interval is finite where the static one is
     for start, end in zip(cuts[:-1], cuts[1:], strict=True):
         day = slice(start, end)
         bucket = state.bucket(vol[day])
@@ -382,7 +382,7 @@ def _daily(
     multiplier: np.ndarray,
 ) -> pd.DataFrame:
     """One row per day: rows with an outcome, coverage of each interval, widths, mean m."""
-    known = np.isfinite(actual)
+    known = _judgeable(p10, p90, actual)
     rows = pd.DataFrame(
         {
             "date": dates,
@@ -405,6 +405,11 @@ def _daily(
     out["online_coverage"] = judged["online_inside"].mean()
     columns = ["rows", "static_coverage", "online_coverage", "static_width", "online_width"]
     return out[[*columns, "multiplier"]].reset_index()
+
+
+def _judgeable(lower: ArrayLike, upper: ArrayLike, actual: ArrayLike) -> np.ndarray:
+    """Rows whose outcome is known and whose interval exists: a missing prediction is no miss."""
+    return np.isfinite(actual) & np.isfinite(lower) & np.isfinite(upper)
 
 
 def volatility_quintile(vol: ArrayLike) -> pd.Categorical:
