@@ -96,10 +96,10 @@ def test_main_reuses_steps_already_run_with_the_same_inputs_config_and_code(chai
 
 
 def test_a_refit_backtest_runs_again_when_a_calibrate_setting_changes(chained):
-    """The refit backtest calibrates its folds as calibrate does, so it reads `calibrate`: a
-    calibrate setting changed means it runs again, although its input (the exported model)
-    is the same. The fixed backtest, which serves the exported calibration, does not read
-    `calibrate`; a group the refit does not read (live) leaves it reused."""
+    """The refit backtest calibrates its folds as calibrate does, and every backtest replays
+    the online rule of `calibrate.online`, so it reads `calibrate`: a calibrate setting changed
+    means it runs again, although its input (the exported model) is the same; a group it does
+    not read (live) leaves it reused."""
     from nextday.steps.backtest import run_backtest
 
     root, first = chained
@@ -115,7 +115,8 @@ def test_a_refit_backtest_runs_again_when_a_calibrate_setting_changes(chained):
             return chain.reusable("backtest", "backtest.normal", composed(*overrides), inputs)
 
         assert reusable() == fixed  # the key main gave it
-        assert reusable("calibrate.seed=7") == fixed
+        assert reusable("calibrate.seed=7") is None
+        assert reusable("live.days=5") == fixed
         refit = ("backtest.mode=refit", "backtest.segments=[test]", "backtest.refit_every=1000")
         refitted = chain.step("backtest", "backtest.normal", run_backtest, composed(*refit), inputs)
         assert refitted != fixed and "calibrate" in _read(refitted)
