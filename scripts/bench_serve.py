@@ -10,6 +10,8 @@ One process, one exported version (the export run's `nextday.registered_model` a
 - `mi_mc<P>` / `mi_mc<P>_t1`: `ModelInference(folder, device="cpu").predict_batch(x)`, the
   calibrated MC graph as served (input checks, P passes, the five outputs as a DataFrame), with
   ONNX Runtime's default threads and with threads=1; `mi_row` / `mi_row_t1`: `.predict(row)`;
+- `mi_online_mc<P>`: the same with the online calibration applied (`calibration=` a SQLite
+  store holding a state, read once per 60 s as the server does), for a version that has one;
 - `http_mc<P>`: `mlflow models serve -m models:/<name>/<version> --env-manager local` in a
   subprocess, POST /invocations with {"dataframe_split": ...} over one keep-alive session.
 P is the MC graph's number of passes (metadata.json), 20 unless calibrate.passes said otherwise.
@@ -356,6 +358,11 @@ def cases(inputs: Inputs, passes: int, seed: int, cuda: bool, notes: list[str]) 
                 f"mi_row{suffix}", lambda x, m=inference: lambda: m.predict(x[0].reshape(-1)), (1,)
             )
         )
+    online = online_inference(folder)
+    if online is not None:
+        out.append(Case(f"mi_online_mc{passes}", lambda x: lambda: online.predict_batch(x)))
+    else:
+        notes.append("no mi_online row: the version serves the static interval")
     if cuda:
         for tag, half in (("cuda", False), ("cuda_fp16", True)):
             inference = ModelInference(folder, device="cuda", float16=half)
@@ -367,6 +374,27 @@ def cases(inputs: Inputs, passes: int, seed: int, cuda: bool, notes: list[str]) 
                 Case(f"mi_{tag}_mc{passes}", lambda x, m=inference: lambda: m.predict_batch(x))
             )
     return out
+
+
+def online_inference(folder: Path):
+    """ModelInference applying a stored online state (m = 1.2 in every bucket) from a SQLite
+    store in a temporary folder, or None for a version without an online rule."""
+    from dataclasses import replace
+
+    from nextday.data.store import Store
+    from nextday.inference.model import ModelInference
+    from nextday.uncertainty.stored_state import TABLE, CalibrationStore, state_rows
+
+    plain = ModelInference(folder, device="cpu")
+    if plain.online is None:
+        return None
+    url = f"sqlite:///{tempfile.mkdtemp(prefix='nextday-bench-')}/state.db"
+    store = Store(url)
+    store.create()
+    start = plain.online.start()
+    state = replace(start, multiplier=(1.2,) * len(start.multiplier), through="2000-01-03")
+    store.upsert(TABLE, state_rows(state, plain.name, plain.version))
+    return ModelInference(folder, device="cpu", calibration=CalibrationStore(url, ttl=60.0))
 
 
 def http_body(x: np.ndarray, columns: list[str]) -> bytes:
@@ -585,6 +613,8 @@ def main() -> None:
         "ort_deterministic: raw InferenceSession on the deterministic graph; "
         f"mi_mc{passes}: ModelInference(device='cpu').predict_batch(x) (calibrated MC graph, "
         "as served), ORT default threads; *_t1: threads=1; mi_row: ModelInference.predict(row); "
+        f"mi_online_mc{passes}: mi_mc{passes} with a stored online state applied (read every "
+        "60 s); "
         f"http_mc{passes}: POST /invocations to mlflow models serve. rows_per_s: rows answered "
         "per second of timed calls (one call at a time); p50/p99 over the timed calls (counts in "
         f"the notes) after {args.warmup} warm-up calls.",

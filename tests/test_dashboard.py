@@ -284,6 +284,9 @@ def logged_predictions() -> pd.DataFrame:
         predicted = rng.normal(0.0, 0.01, n)
         sigma = rng.uniform(0.01, 0.03, n) * (1 + i)
         actual = predicted + rng.standard_t(4, n) * 0.012 * (1 + 0.5 * i)
+        # the second version serves an online calibration: its interval scaled by m
+        multiplier = rng.uniform(0.7, 1.6, n) if i == 1 else np.full(n, np.nan)
+        half = 1.2816 * sigma * np.nan_to_num(multiplier, nan=1.0)
         frame = pd.DataFrame(
             {
                 "symbol": np.tile(SYMBOLS, len(DATES)),
@@ -292,11 +295,12 @@ def logged_predictions() -> pd.DataFrame:
                 "model_version": version,
                 "predicted": predicted,
                 "sigma": sigma,
-                "p10": predicted - 1.2816 * sigma,
+                "p10": predicted - half,
                 "p50": predicted,
-                "p90": predicted + 1.2816 * sigma,
+                "p90": predicted + half,
                 "actual": actual,
                 "latency_ms": rng.lognormal(1.0 + 0.3 * i, 0.5, n),
+                "online_multiplier": multiplier,
             }
         )
         frame.loc[frame["ts"] >= DATES[-2], "actual"] = np.nan
@@ -376,10 +380,16 @@ def daily(rows: pd.DataFrame) -> pd.DataFrame:
         abs_error=lambda f: f["error"].abs(),
         inside=lambda f: ((f["p10"] <= f["actual"]) & (f["actual"] <= f["p90"])).astype(float),
     )
+    m = known["online_multiplier"].fillna(1.0)
+    static_low = known["p50"] - (known["p50"] - known["p10"]) / m
+    static_high = known["p50"] + (known["p90"] - known["p50"]) / m
+    known["static"] = ((static_low <= known["actual"]) & (known["actual"] <= static_high)) * 1.0
     grouped = known.groupby("ts")
     out = pd.DataFrame({"mae": grouped["abs_error"].mean(), "coverage": grouped["inside"].mean()})
     out["rolling_mae"] = out["mae"].rolling(WINDOW, min_periods=1).mean()
     out["rolling_coverage"] = out["coverage"].rolling(COVERAGE_WINDOW, min_periods=1).mean()
+    rolling_static = grouped["static"].mean().rolling(COVERAGE_WINDOW, min_periods=1).mean()
+    out["static_rolling_coverage"] = rolling_static
     return in_range(out.reset_index())
 
 
@@ -447,7 +457,14 @@ def check_coverage(result, rows, drift_rows):
     assert days(result) == list(expected["ts"])
     close(result["coverage_80"], expected["coverage"])
     close(result["rolling_coverage_20d"], expected["rolling_coverage"])
+    close(result["static_rolling_coverage_20d"], expected["static_rolling_coverage"])
     assert result[["coverage_80", "rolling_coverage_20d"]].stack().between(0, 1).all()
+
+
+def check_multiplier(result, rows, drift_rows):
+    expected = in_range(rows).groupby("ts")["online_multiplier"]
+    assert days(result) == list(expected.size().index)
+    close(result["multiplier"], expected.apply(lambda m: m.fillna(1.0).mean()))
 
 
 def check_drift_newest(result, rows, drift_rows):
@@ -476,9 +493,10 @@ EXPECTED: dict[str, tuple[list[str], Check]] = {
     "Error histogram": (["xMin", "xMax", "count"], check_histogram),
     "Inference latency": (["time", "latency_p50_ms", "latency_p95_ms"], check_latency),
     "Coverage of the 80% interval": (
-        ["time", "coverage_80", "rolling_coverage_20d"],
+        ["time", "coverage_80", "rolling_coverage_20d", "static_rolling_coverage_20d"],
         check_coverage,
     ),
+    "Online calibration: width multiplier served": (["time", "multiplier"], check_multiplier),
     "Drift: PSI per feature (newest monitor run)": (
         ["feature", "psi", "ks_stat", "ks_p", "rows"],
         check_drift_newest,

@@ -55,16 +55,21 @@ NAME = "nextday-normal"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """One tracking store with a calibrated quick model and three exports of it:
-    v1 fails the gate (significance 0), v2 passes it (checks relaxed), v3 fails against
-    production (must be 50% better than v2 on validation)."""
+    v1 fails the gate (significance 0) and serves the static interval, v2 passes it (checks
+    relaxed), v3 fails against production (must be 50% better than v2 on validation); v2
+    and v3 serve the online rule."""
     root = tmp_path_factory.mktemp("export")
     with quick_root(root) as cfg:
         run_prepare(cfg())
         run_train(cfg())
         run_calibrate(cfg())
-        relaxed = ["export.gate.significance=1.0", "export.gate.coverage_band=[0.0,1.0]"]
+        relaxed = [
+            "export.gate.significance=1.0",
+            "export.gate.coverage_band=[0.0,1.0]",
+            "export.gate.online_score_slack=1.0",
+        ]
         runs = [
-            run_export(cfg("export.gate.significance=0.0")),
+            run_export(cfg("export.gate.significance=0.0", "export.online=false")),
             run_export(cfg(*relaxed)),
             run_export(cfg(*relaxed, "export.gate.max_val_mae_increase=-0.5")),
         ]
@@ -136,6 +141,18 @@ def test_export_logs_checked_files_and_metadata(store):
     assert list(reference.features) == meta.features and reference.window_days > 0
     report = mlflow.artifacts.load_text(f"runs:/{runs[0]}/export_report.md")
     assert "calibration vs Calibration.apply" in report and "`parity_calibration`" in report
+    # v1 (export.online=false) serves the static interval, v2 the online rule of calibrate
+    assert meta.online == {} and "no online correction" in card
+    assert "test_online_coverage_80" not in metrics
+    online = ModelInference(f"models:/{NAME}/2").metadata
+    assert online.online["rule"] == "pid" and online.online["edges"] == []
+    online_card = (ModelInference(f"models:/{NAME}/2").folder / artifacts.CARD.name).read_text()
+    assert "corrected after deployment by online PID" in online_card, online_card
+    assert "The online rule replayed over the test days" in online_card
+    replayed = mlflow.get_run(runs[1]).data.metrics
+    for name in ("coverage", "width", "interval_score"):
+        assert np.isfinite(replayed[f"test_online_{name}_80"]), name
+    assert replayed["test_online_width_80"] != replayed["test_width_80"]
 
 
 def test_gate_decides_production_and_challenger(store):
@@ -150,6 +167,11 @@ def test_gate_decides_production_and_challenger(store):
     assert "Model card" in v2.description and v2.tags["metric.test_mae"]
     assert v2.tags[f"{tags.CHECK}parity_deterministic"].startswith("pass")
     assert v2.tags[f"{tags.CHECK}parity_calibration"].startswith("pass")
+    # which calibration each version serves, and the gate's word on the online one
+    assert v1.tags[tags.CALIBRATION] == "static"
+    assert v1.tags[f"{tags.CHECK}online_calibration"].startswith("pass: serves the static")
+    assert v2.tags[tags.CALIBRATION] == v3.tags[tags.CALIBRATION] == "static + online PID"
+    assert v2.tags[f"{tags.CHECK}online_calibration"].startswith("pass: serves online PID")
     assert mlflow.get_run(v2.run_id).data.tags[tags.GATE] == "production"
     # the MLflow model: a DataFrame with the feature columns in, five columns out
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@production")
@@ -188,6 +210,7 @@ def test_versions_lists_every_version_with_the_gates_decision(store, capsys):
     assert list(mine["version"]) == [1, 2, 3]
     gates = list(mine["gate"])
     assert gates[0].startswith("failed: beats_zero") and gates[1] == "passed"
+    assert list(mine["calibration"]) == ["static", "static + online PID", "static + online PID"]
     assert (mine["test_mae"] != "-").all() and NAME in capsys.readouterr().out
 
 

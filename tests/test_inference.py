@@ -4,7 +4,7 @@ with Keras, the MC graph's statistics, the float16 variant, input checks and che
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import onnxruntime as ort
@@ -14,6 +14,7 @@ import pytest
 from nextday.config import compose
 from nextday.contracts import artifacts, tags
 from nextday.contracts.metadata import ExportMetadata
+from nextday.data.store import Store
 from nextday.export import metadata, parity
 from nextday.export.files import write_onnx
 from nextday.export.graphs import network_of
@@ -24,8 +25,12 @@ from nextday.inference.outputs import OUTPUTS
 from nextday.models.networks import build_network
 from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import model_spec
+from nextday.monitoring.logger import PredictionLogger
 from nextday.uncertainty.calibration import Calibration
 from nextday.uncertainty.mc_dropout import with_dropout_rate
+from nextday.uncertainty.online import OnlineSettings, ServedOnline
+from nextday.uncertainty.stored_state import TABLE as STATE_TABLE
+from nextday.uncertainty.stored_state import CalibrationStore, state_rows
 
 SCALE_FEATURES = ("vol_20d", "hl_range")
 TECHNICAL = model_spec(compose(["experiment=quick"])).features
@@ -44,8 +49,9 @@ def _calibration(passes: int) -> Calibration:
     )
 
 
-def _export(folder, overrides, passes=10):
-    """A tiny export folder (random weights), as export writes it, minus MLflow."""
+def _export(folder, overrides, passes=10, online: ServedOnline | None = None):
+    """A tiny export folder (random weights), as export writes it, minus MLflow; `online`:
+    the online calibration it serves (None: the static interval)."""
     cfg = compose(["experiment=quick", *overrides])
     spec = model_spec(cfg)
     rng = np.random.default_rng(0)
@@ -77,6 +83,7 @@ def _export(folder, overrides, passes=10):
             files=files,
             window=spec.window,
             serving=metadata.serving_policy(settings.serving, spec, x),  # ranges of x
+            online=online.to_dict() if online is not None else {},
         ),
         folder,
     )
@@ -368,3 +375,99 @@ def test_values_far_outside_the_training_range_are_flagged_or_refused(mlp, caplo
     finally:
         meta["serving"]["out_of_range"] = "flag"
         (folder / "metadata.json").write_text(json.dumps(meta))
+
+
+# ---------------------------------------------------------------------------------------------
+# the online calibration state, applied by serving
+
+
+def _served_online(tmp_path, buckets: int):
+    """An export serving PID with `buckets` volatility buckets (edge 0.02 for two), its rows
+    (vol_20d 0.01 or 0.03, alternating) and keys, and a fresh SQLite store."""
+    settings = OnlineSettings.from_config(
+        compose([f"calibrate.online.buckets={buckets}"]).calibrate.online
+    )
+    online = ServedOnline(settings, (0.02,) if buckets == 2 else ())
+    _, spec, x, _ = _export(tmp_path / "export", [], online=online)
+    rows = x[:40].copy()
+    rows[:, spec.features.index("vol_20d")] = np.tile([0.01, 0.03], 20)
+    keys = [(f"S{i:02d}", "2024-03-01") for i in range(40)]
+    url = f"sqlite:///{tmp_path}/store.db"
+    Store(url).create()
+    return tmp_path / "export", online, rows, keys, url
+
+
+def _fresh(folder, **options) -> ModelInference:
+    """A ModelInference on a new ONNX session: its MC draws start from the graph's seed, so
+    two of them answer the same rows with the same draws."""
+    from nextday.inference.model import _session
+
+    _session.cache_clear()
+    return ModelInference(folder, **options)
+
+
+def test_serving_applies_the_stored_online_state_and_logs_its_multiplier(tmp_path):
+    folder, online, rows, keys, url = _served_online(tmp_path, buckets=2)
+    static = _fresh(folder).predict_batch(rows)
+    logger = PredictionLogger(url, background=False)
+    reading = {"logger": logger, "calibration": CalibrationStore(url, ttl=0)}
+    # before the monitor has written a state: the static interval, logged as such (NULL)
+    pd.testing.assert_frame_equal(_fresh(folder, **reading).predict_batch(rows, keys=keys), static)
+    logger.flush()
+    assert Store(url).read("model_predictions")["online_multiplier"].isna().all()
+
+    served = _fresh(folder, **reading)
+    state = replace(online.start(), multiplier=(0.8, 1.5), through="2024-02-29")
+    Store(url).upsert(STATE_TABLE, state_rows(state, served.name, served.version))
+    after = served.predict_batch(rows, keys=keys)
+    m = np.tile([0.8, 1.5], 20)  # calm rows the first bucket's multiplier, wild the second's
+    np.testing.assert_allclose(after["p50"], static["p50"])
+    np.testing.assert_allclose(after["prediction"], static["prediction"])
+    np.testing.assert_allclose(after["p90"] - after["p50"], m * (static["p90"] - static["p50"]))
+    np.testing.assert_allclose(after["p50"] - after["p10"], m * (static["p50"] - static["p10"]))
+    np.testing.assert_allclose(after["sigma"], m * static["sigma"], rtol=1e-6)
+    logger.flush()
+    logged = Store(url).read("model_predictions").sort_values("symbol")
+    np.testing.assert_allclose(logged["online_multiplier"], m)
+    np.testing.assert_allclose(logged["p90"], after["p90"])
+    # one row takes the same path: a wild row gets the second bucket's multiplier
+    row = dict(zip(served.features, rows[1].tolist(), strict=True))
+    alone, corrected = _fresh(folder).predict(row), _fresh(folder, **reading).predict(row)
+    assert corrected["p90"] - corrected["p50"] == pytest.approx(1.5 * (alone["p90"] - alone["p50"]))
+
+
+def test_a_state_of_another_rule_or_a_static_version_serves_the_static_interval(tmp_path, caplog):
+    folder, online, rows, _, url = _served_online(tmp_path, buckets=1)
+    static = _fresh(folder).predict_batch(rows)
+    served = _fresh(folder, calibration=CalibrationStore(url, ttl=0))
+    aci = replace(online.settings, rule="aci")
+    state = replace(ServedOnline(aci, ()).start(), multiplier=(2.0,))
+    Store(url).upsert(STATE_TABLE, state_rows(state, served.name, served.version))
+    pd.testing.assert_frame_equal(served.predict_batch(rows), static)
+    assert "follows rule aci" in caplog.text
+    # a version exported without an online rule never reads a state
+    _export(tmp_path / "static", [])
+    plain = ModelInference(tmp_path / "static", calibration=CalibrationStore(url, ttl=0))
+    assert plain.online is None and plain.calibration is None
+
+
+def test_the_served_model_reads_the_calibration_store_from_the_environment(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from nextday.inference.pyfunc import EXPORT_ARTIFACT, NextdayOnnxModel
+
+    folder, _, _, _, url = _served_online(tmp_path, buckets=1)
+    context = SimpleNamespace(artifacts={EXPORT_ARTIFACT: str(folder)})
+    for name in ("NEXTDAY_PREDICTION_LOG_URL", "NEXTDAY_CALIBRATION_URL"):
+        monkeypatch.delenv(name, raising=False)
+    served = NextdayOnnxModel()
+    served.load_context(context)
+    assert served.inference.calibration is None  # no store named: the static interval
+    monkeypatch.setenv("NEXTDAY_CALIBRATION_URL", url)
+    monkeypatch.setenv("NEXTDAY_CALIBRATION_TTL", "5")
+    served.load_context(context)
+    reader = served.inference.calibration
+    assert (
+        reader is not None and reader.ttl == 5.0 and reader.store.url.database.endswith("store.db")
+    )
+    assert served.inference.logger is None  # reading the state does not log predictions

@@ -139,11 +139,77 @@ def test_monitor_is_quiet_before_the_change_and_alerts_after_it(served):
     assert {"vol_20d", "atr_14_pct"} <= drifted, drifted
     assert report["recommendation"].startswith("retrain")
     assert loud.data.metrics["monitor_rolling_mae"] > 1.5 * loud.data.metrics["monitor_val_mae"]
+    # the served interval (online PID, widened through the crash) beside the static one
+    static, online = (loud.data.metrics[f"{m}_coverage_80"] for m in ("static", "online"))
+    assert static < online and loud.data.metrics["online_multiplier"] > 1.0, (static, online)
+    assert loud.data.metrics["online_width_80"] > loud.data.metrics["static_width_80"]
     # the actuals of live days come from the live bars
     store = Store(str(cfg().store.url))
     logged = store.read(
         "model_predictions", "actual is not null and ts >= :c", {"c": change.date()}
     )
+    bars = store.read("ohlcv", "source = 'synthetic-live'").sort_values(["symbol", "ts"])
+    bars["next"] = bars.groupby("symbol")["close"].shift(-1) / bars["close"] - 1
+    joined = logged.merge(bars[["symbol", "ts", "next"]], on=["symbol", "ts"])
+    assert len(joined) == len(logged) > 0
+    np.testing.assert_allclose(joined["actual"], joined["next"], rtol=1e-9)
+
+
+def test_the_served_interval_is_the_online_rule_fed_each_day_before(served):
+    """Between the live days the daily monitor's update runs: what was served on each day is
+    the version's rule replayed from the static calibration over the days before it only."""
+    from nextday.inference.model import ModelInference
+    from nextday.uncertainty.online import REPLAY_COLUMNS, replay
+    from nextday.uncertainty.stored_state import read_state, static_interval
+
+    cfg, run = served
+    store = Store(str(cfg().store.url))
+    model = ModelInference(run.data.tags[tags.LIVE_MODEL])
+    assert model.online is not None and model.online.settings.rule == "pid"
+    first = pd.Timestamp(run.data.tags[tags.LIVE_FIRST_DATE])
+    logged = store.read("model_predictions", "ts >= :first", {"first": first.date()})
+    logged = logged.sort_values(["ts", "symbol"]).reset_index(drop=True)
+    static = static_interval(logged)
+    frame = static.assign(date=pd.to_datetime(logged["ts"]), actual=logged["actual"], vol=np.nan)
+    replayed = replay(frame[list(REPLAY_COLUMNS)], model.online.settings, model.online.start())
+    np.testing.assert_allclose(logged["online_multiplier"], replayed.multiplier, rtol=1e-9)
+    np.testing.assert_allclose(logged["p10"], replayed.lower, rtol=1e-9)
+    np.testing.assert_allclose(logged["p90"], replayed.upper, rtol=1e-9)
+    # the first live day is served with the static interval, later ones move with the outcomes
+    first_day = logged["ts"] == logged["ts"].min()
+    assert (logged.loc[first_day, "online_multiplier"] == 1.0).all()
+    assert logged["online_multiplier"].nunique() > 30
+    # the stored state used every day but the last (its outcome needs a bar not yet there)
+    state = read_state(store, model.name, model.version)
+    assert state.through == sorted(logged["ts"].unique())[-2].date().isoformat()
+
+
+def test_after_the_crash_the_online_interval_covers_better_than_the_static_one(served):
+    _, run = served
+    metrics = run.data.metrics
+    for method in ("static", "online"):
+        for part in ("before", "after", "window"):
+            assert 0.0 <= metrics[f"live_{method}_coverage_80_{part}"] <= 1.0
+    static, online = (metrics[f"live_{m}_coverage_80_after"] for m in ("static", "online"))
+    assert static < 0.75, static  # twice the volatility: the static interval under-covers
+    assert abs(online - 0.8) < abs(static - 0.8), (static, online)
+    assert metrics["live_online_width_80_after"] > metrics["live_static_width_80_after"]
+
+
+def test_a_rerun_without_the_change_is_judged_on_its_own_outcomes(served):
+    """Running live again rewrites the bars and the predictions of the same days: the actuals
+    of the crash are not reused, and the quiet period's intervals stay near 80%."""
+    from nextday.steps.live import run_live
+
+    cfg, _ = served
+    quiet = mlflow.get_run(run_live(cfg("live.days=60", "live.change.after_days=null")))
+    metrics = quiet.data.metrics
+    assert "live_static_coverage_80_after" not in metrics  # no change: all of it is "before"
+    for method in ("static", "online"):
+        assert 0.7 <= metrics[f"live_{method}_coverage_80_before"] <= 0.9, metrics
+    store = Store(str(cfg().store.url))
+    first = pd.Timestamp(quiet.data.tags[tags.LIVE_FIRST_DATE])
+    logged = store.read("model_predictions", "actual is not null and ts >= :f", {"f": first.date()})
     bars = store.read("ohlcv", "source = 'synthetic-live'").sort_values(["symbol", "ts"])
     bars["next"] = bars.groupby("symbol")["close"].shift(-1) / bars["close"] - 1
     joined = logged.merge(bars[["symbol", "ts", "next"]], on=["symbol", "ts"])

@@ -110,6 +110,36 @@ def _rows(start: int, n: int) -> pd.DataFrame:
     )
 
 
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_the_first_logged_day_gets_its_actual(backend, tmp_path, request):
+    """The actual of day d needs the bars of d and the next day; the first logged day's bars
+    are read too (SQLite compares the stored date text with the bound parameter)."""
+    from nextday.monitoring.actuals import fill_actuals
+
+    url = f"sqlite:///{tmp_path}/s.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    store = Store(url)
+    store.create()
+    days = pd.bdate_range("2024-03-01", periods=3)
+    closes = [100.0, 102.0, 99.96]
+    store.upsert(
+        "ohlcv",
+        pd.DataFrame(
+            {"symbol": "S000", "ts": days, "open": closes, "high": closes, "low": closes}
+            | {"close": closes, "volume": 1e6, "source": "test"}
+        ),
+    )
+    logged = pd.concat([_rows(0, 1).assign(ts=day) for day in days], ignore_index=True)
+    filled = fill_actuals(store, logged.assign(actual=np.nan))
+    np.testing.assert_allclose(filled["actual"].iloc[:2], [0.02, -0.02])
+    assert np.isnan(filled["actual"].iloc[2])  # the next close is not in yet
+    # an actual stored earlier gives way to the bars (rewritten since), and stays without them
+    stale = fill_actuals(store, logged.assign(actual=[0.5, 0.5, 0.5]))
+    np.testing.assert_allclose(stale["actual"], [0.02, -0.02, 0.5])
+    np.testing.assert_allclose(stale["error"], stale["predicted"] - stale["actual"])
+
+
 def test_a_full_buffer_counts_what_it_drops():
     # nothing listens on port 1 of loopback: every write fails at once
     away = "postgresql+psycopg2://postgres@127.0.0.1:1/nextday"

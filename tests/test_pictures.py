@@ -27,6 +27,7 @@ from nextday.evaluation.metrics import cross_section_min
 from nextday.evaluation.signal_analytics import analyze, forward_returns
 from nextday.export import card, gate
 from nextday.models.spec import model_spec
+from nextday.monitoring import calibration
 from nextday.monitoring import report as monitor_report
 from nextday.monitoring.accuracy import daily_series, summarize
 from nextday.monitoring.judge import Monitoring
@@ -34,6 +35,7 @@ from nextday.monitoring.settings import MonitorSettings
 from nextday.reports.eda import write_eda_report
 from nextday.uncertainty import report as calibration_report
 from nextday.uncertainty.assessment import Assessment
+from nextday.uncertainty.online import OnlineSettings, ServedOnline, volatility_edges
 
 RNG = np.random.default_rng(7)
 DATES = pd.bdate_range("2024-01-02", periods=60)
@@ -138,7 +140,12 @@ def assessment() -> Assessment:
         ),
         "dropout_experiment": pd.DataFrame({"dropout": [0.1, 0.3], "coverage_80": [0.1, 0.2]}),
     }
-    return Assessment(metrics, tables)
+    online = OnlineSettings.from_config(compose().calibrate.online)
+    return Assessment(
+        metrics,
+        tables,
+        ServedOnline(online, volatility_edges(RNG.uniform(0.01, 0.03, 500), online.buckets)),
+    )
 
 
 def monitoring() -> tuple[Monitoring, MonitorSettings]:
@@ -169,7 +176,13 @@ def monitoring() -> tuple[Monitoring, MonitorSettings]:
     daily = daily_series(predictions, settings.window_days, settings.coverage_days)
     drift = pd.DataFrame({"feature": ["ret_1d", "vol_20d"], "psi": [0.05, 0.4], "psi_limit": 0.25})
     summary = summarize(predictions, daily, val_mae=0.015, actuals_before=0)
-    return Monitoring(predictions, summary, daily, drift, drift.iloc[1:], []), settings
+    online = ServedOnline(OnlineSettings.from_config(compose().calibrate.online), ())
+    served = predictions.assign(
+        online_multiplier=1.1, p50=predicted, p10=predicted - 0.022, p90=predicted + 0.022
+    )
+    vol = RNG.uniform(0.01, 0.03, len(served))
+    checked = calibration.judge(served, vol, online, settings.coverage_days)
+    return Monitoring(predictions, summary, daily, drift, drift.iloc[1:], [], checked), settings
 
 
 def eda_dataset(n: int = 800) -> pd.DataFrame:
@@ -296,7 +309,7 @@ DRAWERS: dict[str, Callable[[Path], None]] = {
 EXPECTED_FILES = {
     "evaluation.plots": 5,
     "uncertainty.report": 2,
-    "monitoring.report": 4,
+    "monitoring.report": 5,
     "reports.eda": 3,
     "evaluation.signal_plots": 4,
     "backtest.plots": 5,

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from nextday.data.store import Store
 from nextday.features import ALL_FEATURES
@@ -104,3 +105,36 @@ def test_password_comes_from_the_environment(monkeypatch):
     store = Store("postgresql+psycopg2://u@127.0.0.1:1/db", password_env="NEXTDAY_PG_PASSWORD")
     assert store.url.password == "s3cret"
     assert "s3cret" not in store.display_url
+
+
+def test_an_older_store_gains_the_new_optional_columns_and_keeps_its_rows(store):
+    """A store made before `online_multiplier` existed: create() adds it, NULL in old rows."""
+    row = pd.DataFrame(
+        {
+            "symbol": ["AAA"],
+            "ts": [pd.Timestamp("2024-01-02")],
+            "model_name": ["nextday-normal"],
+            "model_version": ["1"],
+            "predicted": [0.01],
+            "created_at": [pd.Timestamp("2024-01-02 18:00")],
+        }
+    )
+    store.upsert("model_predictions", row)
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE model_predictions DROP COLUMN online_multiplier"))
+    assert "online_multiplier" not in store.read("model_predictions")
+    store.create()
+    kept = store.read("model_predictions")
+    assert len(kept) == 1 and kept["predicted"].iloc[0] == 0.01
+    assert kept["online_multiplier"].isna().all()
+    store.upsert("model_predictions", row.assign(online_multiplier=1.2))
+    assert store.read("model_predictions")["online_multiplier"].tolist() == [1.2]
+
+
+def test_a_store_missing_a_required_column_is_refused_by_name(store):
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE model_predictions DROP COLUMN created_at"))
+    with pytest.raises(
+        RuntimeError, match="model_predictions lacks the required column created_at"
+    ):
+        store.create()

@@ -41,6 +41,8 @@ CHECKPOINT = Artifact("model_files/best.keras", "train")
 
 # calibrate
 CALIBRATION = Artifact("calibration.json", "calibrate")
+# the online rule the version will serve and its volatility buckets' edges (ServedOnline)
+ONLINE_CALIBRATION = Artifact("online_calibration.json", "calibrate")
 
 # export: the registered pyfunc model, and copies of its metadata and card beside it
 SERVED_MODEL = Artifact("model", "export")

@@ -38,6 +38,8 @@ class ExportMetadata:
     window: int = 1
     float16_on_gpu: bool = False  # ModelInference's default on a CUDA device
     serving: dict[str, Any] = field(default_factory=dict)
+    # the online calibration served (`uncertainty.online.ServedOnline`); {}: the static one
+    online: dict[str, Any] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)  # file -> checksum, set by `seal`
 
     def to_json(self, path: Path) -> Path:

@@ -81,6 +81,9 @@ model_predictions_table = sa.Table(
     sa.Column("error", sa.Float),
     sa.Column("latency_ms", sa.Float),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    # the online width multiplier the served p10..p90 carry (uncertainty/online.py);
+    # NULL: the static interval was served. The static one is p50 -+ (p50 - p10) / m.
+    sa.Column("online_multiplier", sa.Float),
 )
 
 # one row per monitor run, model and feature (or `prediction`): the dashboard's drift panel
@@ -97,6 +100,25 @@ model_drift_table = sa.Table(
     sa.Column("rows", sa.Integer),
 )
 
+# the online calibration state of each served version: one row per volatility bucket,
+# written by `monitor` (and `live`) after each day's outcomes, read by serving
+calibration_state_table = sa.Table(
+    "calibration_state",
+    metadata,
+    sa.Column("model_name", sa.String(64), primary_key=True),
+    sa.Column("model_version", sa.String(32), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True),  # 0 = the calmest
+    sa.Column("rule", sa.String(16), nullable=False),
+    sa.Column("level", sa.Float, nullable=False),
+    sa.Column("vol_from", sa.Float),  # the bucket's vol_20d range; NULL: unbounded
+    sa.Column("vol_to", sa.Float),
+    sa.Column("multiplier", sa.Float, nullable=False),
+    sa.Column("error_sum", sa.Float, nullable=False),
+    sa.Column("updates", sa.Integer, nullable=False),
+    sa.Column("through", sa.Date),  # the last day whose outcomes it used
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
 TABLES = {
     t.name: t
     for t in (
@@ -105,6 +127,7 @@ TABLES = {
         feature_history_table,
         model_predictions_table,
         model_drift_table,
+        calibration_state_table,
     )
 }
 # time column of each table that becomes a TimescaleDB hypertable
@@ -147,10 +170,33 @@ class Store:
         return self.url.render_as_string(hide_password=True)
 
     def create(self, timescaledb: bool = True) -> None:
-        """Create missing tables (and hypertables where TimescaleDB is installed)."""
+        """Create missing tables (and hypertables where TimescaleDB is installed), and add the
+        optional columns a table made by an older version lacks."""
         metadata.create_all(self.engine)
+        self._add_missing_columns()
         if self.dialect == "postgresql" and timescaledb:
             self.hypertables = self._make_hypertables()
+
+    def _add_missing_columns(self) -> None:
+        """`ALTER TABLE ... ADD COLUMN` for each nullable column an existing table lacks (a
+        store made before the column was added): its rows keep their values, NULL in it."""
+        existing = sa.inspect(self.engine)
+        with self.engine.begin() as connection:
+            for table in TABLES.values():
+                have = {c["name"] for c in existing.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name in have:
+                        continue
+                    if not column.nullable:
+                        raise RuntimeError(
+                            f"the store's {table.name} lacks the required column "
+                            f"{column.name}: it was made by another nextday; migrate it by hand"
+                        )
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    connection.execute(
+                        sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+                    )
+                    log.info("store: added column %s.%s", table.name, column.name)
 
     def _make_hypertables(self) -> list[str]:
         with self.engine.begin() as connection:

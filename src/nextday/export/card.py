@@ -25,6 +25,7 @@ from nextday.export.gate import Check
 from nextday.models.architectures import architecture
 from nextday.models.spec import ModelSpec
 from nextday.reports import markdown
+from nextday.uncertainty.online import ServedOnline, describe_served
 
 TEMPLATE = """# Model card: {registered_model} version {version}
 
@@ -56,7 +57,8 @@ rows. Exported from run `{export_run}` (code {git_commit}).
 - MC dropout, {passes} passes per row, plus a scale model and split-conformal quantiles
   ({n_calibration:,} validation rows).
 - Test coverage of the 80% interval: {coverage:.3f} (width {width:.5f}).
-
+- Served: {served_calibration}.
+{online_line}
 {calibration_pictures}
 
 The pictures are artifacts of the runs that drew them, not files of this model: open the run
@@ -126,6 +128,7 @@ def render(
     it links lie in the model (train or tune) and calibrate runs of `metadata.runs`."""
     metrics, runs = metadata.metrics, metadata.runs
     spec = ModelSpec.from_dict(metadata.hyperparameters)
+    online = ServedOnline.of_version(metadata.online)
     data = metadata.data
     skill = metrics.get("test_skill", float("nan"))
     dm_p = metrics.get("dm_zero_mae_p", float("nan"))
@@ -157,10 +160,24 @@ def render(
         n_calibration=metadata.calibration["n_calibration"],
         coverage=metrics.get("test_coverage_80", float("nan")),
         width=metrics.get("test_width_80", float("nan")),
+        served_calibration=describe_served(online),
+        online_line=_online_line(metrics, online),
         checks="\n".join(
             f"- {'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}" for c in checks
         ),
         model=metadata.model,
+    )
+
+
+def _online_line(metrics: Mapping[str, float], online: ServedOnline | None) -> str:
+    """The online rule replayed over the test days, beside the static interval."""
+    if online is None or "test_online_coverage_80" not in metrics:
+        return ""
+    return (
+        f"- The online rule replayed over the test days (from m = 1 on the first): coverage "
+        f"{metrics['test_online_coverage_80']:.3f}, width {metrics['test_online_width_80']:.5f}, "
+        f"interval score {metrics['test_online_interval_score_80']:.5f} (static "
+        f"{metrics.get('test_interval_score_80', float('nan')):.5f}).\n"
     )
 
 

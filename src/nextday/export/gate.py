@@ -1,7 +1,7 @@
 """The promotion gate: which checks a new version must pass before it serves.
 
-`acceptance` gathers what any version must show on its own (parity, calibration, skill), one
-function per check; `versus_production` is the last check, against the version serving now
+`acceptance` gathers what any version must show on its own (parity, calibration, the online
+calibration it serves, skill), one function per check; `versus_production` is the last check, against the version serving now
 (`nextday.export.promotion` runs it and acts on the result).
 """
 
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from nextday.export.parity import Parity
-    from nextday.export.settings import ExportSettings
+    from nextday.export.settings import ExportSettings, GateSettings
+    from nextday.uncertainty.online import ServedOnline
 
 
 @dataclass(frozen=True)
@@ -24,16 +25,21 @@ class Check:
 
 
 def acceptance(
-    parity: Parity, metrics: Mapping[str, float], settings: ExportSettings
+    parity: Parity,
+    metrics: Mapping[str, float],
+    settings: ExportSettings,
+    online: ServedOnline | None,
 ) -> list[Check]:
     """What any version must show on its own, from its parity results and the served
-    output's metrics (`nextday.export.judging`): parity, calibration and skill."""
+    output's metrics (`nextday.export.judging`): parity, calibration (static and the online
+    rule it serves) and skill."""
     tolerance = settings.parity.tolerance
     return [
         parity_deterministic(parity.max_abs_diff, tolerance),
         Check("parity_mc", parity.mc_ok, parity.mc_detail),
         parity_calibration(parity.calibration_max_abs_diff, tolerance),
         calibration(metrics["test_coverage_80"], settings.gate.coverage_band),
+        online_calibration(metrics, online, settings.gate),
         beats_zero(metrics.get("dm_zero_mae_p", float("nan")), settings.gate.significance),
     ]
 
@@ -64,6 +70,27 @@ def calibration(coverage: float, band: tuple[float, float]) -> Check:
         "calibration",
         low <= coverage <= high,
         f"test coverage of the 80% interval {coverage:.3f} (band {low:.2f}-{high:.2f})",
+    )
+
+
+def online_calibration(
+    metrics: Mapping[str, float], online: ServedOnline | None, gate: GateSettings
+) -> Check:
+    """Which calibration the version serves; an online rule, replayed over the test days on
+    the served interval, must keep the coverage within the band and cost at most
+    `online_score_slack` (relative) of the static interval's interval score."""
+    if online is None:
+        return Check("online_calibration", True, "serves the static interval (no online rule)")
+    low, high = gate.coverage_band
+    covered = metrics["test_online_coverage_80"]
+    score, static = metrics["test_online_interval_score_80"], metrics["test_interval_score_80"]
+    limit = static * (1.0 + gate.online_score_slack)
+    return Check(
+        "online_calibration",
+        low <= covered <= high and score <= limit,
+        f"serves {online.settings.describe()}: on the test days coverage {covered:.3f} (band "
+        f"{low:.2f}-{high:.2f}), interval score {score:.5f} vs static {static:.5f} "
+        f"(at most {limit:.5f})",
     )
 
 

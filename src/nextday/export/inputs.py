@@ -10,6 +10,7 @@ import pandas as pd
 from nextday.models.data import ModelData
 from nextday.models.spec import ModelSpec
 from nextday.uncertainty.calibration import Calibration
+from nextday.uncertainty.online import ServedOnline
 
 
 @dataclass(frozen=True)
@@ -21,5 +22,6 @@ class ExportInputs:
     spec: ModelSpec
     processor: dict[str, Any]  # the model's processor.json
     calibration: Calibration
+    online: ServedOnline | None  # the online rule served; None: the static interval
     dataset: pd.DataFrame  # the prepared dataset
     data: ModelData  # the dataset arranged for the model

@@ -1,6 +1,7 @@
 """The served output judged: the MC graph's answers on every segment, its point and interval
-metrics on validation and test rows beside the zero predictor, and the Diebold-Mariano test
-that it beats that predictor on test."""
+metrics on validation and test rows beside the zero predictor, the Diebold-Mariano test that
+it beats that predictor on test, and the interval the version's online rule would have served
+over the test days."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from nextday.evaluation.diebold_mariano import diebold_mariano
 from nextday.evaluation.intervals import interval_metrics
@@ -15,6 +17,7 @@ from nextday.evaluation.metrics import point_metrics, prefixed
 from nextday.export import runtime
 from nextday.inference.outputs import INTERVALS
 from nextday.models.data import SEGMENTS, Segment
+from nextday.uncertainty.online import VOLATILITY_FEATURE, ServedOnline, replay
 
 # the model run's metrics that the card shows beside the served model's (test rows only)
 COPIED_PREFIXES = ("baseline_", "oracle_")
@@ -60,3 +63,18 @@ def judge_served(
         }
     )
     return metrics
+
+
+def judge_online(
+    outputs: Outputs, test: Segment, features: list[str], online: ServedOnline
+) -> dict[str, float]:
+    """test_online_{coverage,width,interval_score}_80: the version's online rule replayed
+    over the test days on the served p10..p90 (from the static calibration, m = 1, on the
+    first test day; each day's interval from the days before it only)."""
+    level = online.settings.level
+    lower, upper = INTERVALS[level]
+    vol = test.flat[:, features.index(VOLATILITY_FEATURE)]
+    frame = {"date": test.dates, "p10": outputs[lower], "p50": outputs["p50"]}
+    frame |= {"p90": outputs[upper], "actual": test.y, "vol": vol}
+    replayed = replay(pd.DataFrame(frame), online.settings, online.start())
+    return prefixed(interval_metrics(replayed.lower, replayed.upper, test.y, level), "test_online")

@@ -92,6 +92,7 @@ def build(
         metrics=dict(metrics),
         processor=inputs.processor,  # the feature processor inside the graphs (clip, scale)
         calibration=inputs.calibration.to_dict(),
+        online=inputs.online.to_dict() if inputs.online is not None else {},
         mc={"passes": inputs.calibration.passes, "seed": settings.seed},
         data=data_summary(inputs.dataset),
         hyperparameters=asdict(spec),

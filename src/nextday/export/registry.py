@@ -26,6 +26,7 @@ from nextday.contracts.metadata import ExportMetadata
 from nextday.evaluation import claims
 from nextday.export.gate import Check
 from nextday.inference.model import ChecksumError, find_metadata, verify
+from nextday.uncertainty.online import ServedOnline, served_kind
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ VERSION_COLUMNS = (
     "test_mae",
     "zero_mae",
     "vs_zero",
+    "calibration",
     "promoted",
     "gate",
 )
@@ -141,6 +143,7 @@ def version_tags(metadata: ExportMetadata, checks: Sequence[Check]) -> dict[str,
         tags.GIT_COMMIT: metadata.git_commit,
         tags.DATA: f"{data['symbols']} symbols, {data['first_date']} to {data['last_date']}",
         tags.MC_PASSES: str(metadata.mc["passes"]),
+        tags.CALIBRATION: served_kind(ServedOnline.of_version(metadata.online)),
         **{f"{tags.VERSION_RUN}{step}": run for step, run in metadata.runs.items()},
         tags.SHA256: json.dumps(metadata.sha256, sort_keys=True),
     }
@@ -172,8 +175,8 @@ def register(
 
 def versions_table(client, prefix: str, significance: float) -> pd.DataFrame:
     """Every version of the registered models named `prefix`*: aliases, stage, the test MAE
-    beside the zero predictor's (and whether it beats it at `significance`), why it was
-    promoted and the gate's decision; sorted by model and version."""
+    beside the zero predictor's (and whether it beats it at `significance`), the calibration
+    it serves, why it was promoted and the gate's decision; sorted by model and version."""
     rows = []
     for model in client.search_registered_models(f"name LIKE '{prefix}%'"):
         for found in client.search_model_versions(f"name = '{model.name}'"):
@@ -191,6 +194,7 @@ def versions_table(client, prefix: str, significance: float) -> pd.DataFrame:
                     "test_mae": recorded.get(f"{tags.VERSION_METRIC}test_mae", "-"),
                     "zero_mae": recorded.get(f"{tags.VERSION_METRIC}baseline_zero_test_mae", "-"),
                     "vs_zero": _versus_zero(recorded, significance),
+                    "calibration": recorded.get(tags.CALIBRATION, "-"),
                     "promoted": recorded.get(tags.PROMOTION_REASON, "-"),
                     "gate": recorded.get(tags.GATE, "-"),
                 }

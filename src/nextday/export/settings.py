@@ -59,6 +59,7 @@ class GateSettings:
     coverage_band: tuple[float, float]  # test coverage of the 80% interval
     significance: float  # one-sided Diebold-Mariano p vs the zero predictor, test
     max_val_mae_increase: float  # relative, against the production version
+    online_score_slack: float  # relative: the online rule's test interval score vs static
 
     @classmethod
     def from_config(cls, gate: Mapping) -> GateSettings:
@@ -67,6 +68,7 @@ class GateSettings:
             coverage_band=(float(low), float(high)),
             significance=float(gate["significance"]),
             max_val_mae_increase=float(gate["max_val_mae_increase"]),
+            online_score_slack=float(gate["online_score_slack"]),
         )
 
 
@@ -77,6 +79,7 @@ class ExportSettings:
     seed: int  # seeds the MC graph's draws and the parity checks
     float16: bool  # served as float16 on a GPU by default
     promote: bool  # false: register and check, never move the production alias
+    online: bool  # serve the interval corrected online (calibrate.online); false: the static one
     parity: ParitySettings
     serving: ServingSettings
     gate: GateSettings
@@ -90,6 +93,7 @@ class ExportSettings:
             seed=int(export["seed"]),
             float16=bool(export["float16"]),
             promote=bool(export["promote"]),
+            online=bool(export["online"]),
             parity=ParitySettings.from_config(export["parity"]),
             serving=ServingSettings.from_config(export["serving"]),
             gate=GateSettings.from_config(export["gate"]),

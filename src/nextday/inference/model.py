@@ -5,6 +5,12 @@ a local folder written by export (`metadata.json` beside the ONNX files), checks
 against the SHA-256 in the metadata, and runs the graph with ONNX Runtime: the CUDA provider
 when present (the float16 variant there if asked), the CPU one with the ORT-optimized graph
 otherwise. Sessions are cached per file, provider and thread count.
+
+With `calibration` (a `CalibrationStore`: a store URL and a time-to-live), a version
+exported with an online calibration (metadata `online`) serves its interval corrected by the
+latest online state the monitor wrote to that store's `calibration_state`
+(`uncertainty.stored_state`, re-read every `ttl` seconds): p10 and p90 move away from p50 by the row's multiplier m and sigma
+is scaled by m; the static interval until a state exists.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +34,10 @@ from nextday.contracts import artifacts, tags
 from nextday.contracts.metadata import ExportMetadata
 from nextday.inference.checks import InputError, check_keys, input_columns, row_count, to_array
 from nextday.inference.outputs import OUT_OF_RANGE, OUTPUTS
+from nextday.uncertainty.online import VOLATILITY_FEATURE, ServedOnline
+
+if TYPE_CHECKING:
+    from nextday.uncertainty.stored_state import CalibrationStore, StoredState
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +219,7 @@ class ModelInference:
         threads: int | None = None,
         logger=None,
         max_rows: int | None = None,
+        calibration: CalibrationStore | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -243,6 +255,18 @@ class ModelInference:
         if self.out_of_range not in RANGE_POLICIES:
             raise ValueError(f"serving.out_of_range={self.out_of_range!r}: one of {RANGE_POLICIES}")
         self._bounds = _allowed_bounds(serving, self.features, self.window)
+        self.online = ServedOnline.of_version(self.metadata.online)
+        self.calibration: StoredState | None = None
+        if calibration is not None and self.online is not None:
+            self.calibration = calibration.reader(self.name, self.version, self.online)
+        elif calibration is not None:
+            log.info(
+                "%s v%s was exported without an online calibration: the static interval",
+                self.name, self.version,
+            )  # fmt: skip
+        columns = input_columns(self.features, self.window)
+        lagged = VOLATILITY_FEATURE if self.window <= 1 else f"{VOLATILITY_FEATURE}_lag0"
+        self._vol_column = columns.index(lagged) if lagged in columns else None
 
     @property
     def name(self) -> str:
@@ -265,10 +289,11 @@ class ModelInference:
         outside = self._check_range(x)
         started = time.perf_counter()
         out = self.run(x)
+        multiplier = self._correct(x, out)
         answer = {name: float(out[name][0]) for name in OUTPUTS}
         answer[OUT_OF_RANGE] = bool(outside[0])
         if self.logger is not None and checked is not None:
-            self._log(pd.DataFrame([answer]), checked, time.perf_counter() - started)
+            self._log(pd.DataFrame([answer]), checked, time.perf_counter() - started, multiplier)
         return answer
 
     def predict_batch(self, features_list, keys=None) -> pd.DataFrame:
@@ -286,12 +311,28 @@ class ModelInference:
         outside = self._check_range(x)
         started = time.perf_counter()
         out = self.run(x)
+        multiplier = self._correct(x, out)
         index = features_list.index if isinstance(features_list, pd.DataFrame) else None
         answer = pd.DataFrame({name: out[name].astype(np.float64) for name in OUTPUTS}, index=index)
         answer[OUT_OF_RANGE] = outside
         if self.logger is not None and checked is not None:
-            self._log(answer, checked, time.perf_counter() - started)
+            self._log(answer, checked, time.perf_counter() - started, multiplier)
         return answer
+
+    def _correct(self, x: np.ndarray, out: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Apply the latest online state to the graph's outputs in place; returns each row's
+        multiplier (None: the static interval, no state)."""
+        state = self.calibration.state() if self.calibration is not None else None
+        if state is None:
+            return None
+        flat = x.reshape(len(x), -1)
+        vol = flat[:, self._vol_column] if self._vol_column is not None else np.full(len(x), np.nan)
+        p10, p50, p90 = (out[k].astype(np.float64) for k in ("p10", "p50", "p90"))
+        lower, upper = state.interval(p10, p50, p90, vol)
+        multiplier = np.broadcast_to(state.multiplier_for(vol), p50.shape).astype(np.float64)
+        out["p10"], out["p90"] = lower, upper
+        out["sigma"] = out["sigma"].astype(np.float64) * multiplier
+        return multiplier
 
     def _check_range(self, x: np.ndarray) -> np.ndarray:
         """Per row: a value far outside what the model saw in training. Flagged (and
@@ -314,7 +355,13 @@ class ModelInference:
             log.warning("out of range: %s; answered with out_of_range=true", detail)
         return outside
 
-    def _log(self, answer: pd.DataFrame, keys: pd.DataFrame, seconds: float) -> None:
+    def _log(
+        self,
+        answer: pd.DataFrame,
+        keys: pd.DataFrame,
+        seconds: float,
+        multiplier: np.ndarray | None,
+    ) -> None:
         """`keys` as `check_keys` returns them: symbol and ts, one per answer row."""
         self.logger.log(
             pd.DataFrame(
@@ -326,6 +373,7 @@ class ModelInference:
                     "predicted": answer["prediction"].to_numpy(),
                     **{k: answer[k].to_numpy() for k in ("sigma", "p10", "p50", "p90")},
                     "latency_ms": 1000.0 * seconds,  # the call's, for each of its rows
+                    "online_multiplier": np.nan if multiplier is None else multiplier,
                 }
             )
         )

@@ -13,6 +13,12 @@ path (nextday.monitoring.logger.PredictionLogger). The keys are checked first
 (`nextday.inference.checks.check_keys`): an empty or over-long symbol, or a date that is not
 an unambiguous calendar date, is HTTP 400 naming the row, and nothing of that request is
 logged. Requests without keys are answered and not logged.
+
+Online calibration: a version exported with an online rule serves its interval corrected by
+the latest state `monitor` wrote to the store's calibration_state, read from
+NEXTDAY_CALIBRATION_URL (default: NEXTDAY_PREDICTION_LOG_URL, the store the monitor judges)
+at most every NEXTDAY_CALIBRATION_TTL seconds (default 60); without either URL, or until the
+monitor has written a state, the static interval.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from mlflow.exceptions import MlflowException
 
 EXPORT_ARTIFACT = "export"
 LOG_URL_ENV = "NEXTDAY_PREDICTION_LOG_URL"
+CALIBRATION_URL_ENV = "NEXTDAY_CALIBRATION_URL"
+CALIBRATION_TTL_ENV = "NEXTDAY_CALIBRATION_TTL"
+PASSWORD_ENV = "NEXTDAY_PG_PASSWORD"
 KEY_COLUMNS = ("symbol", "date")
 
 log = logging.getLogger(__name__)
@@ -35,15 +44,23 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from nextday.inference.model import ModelInference
 
-        logger = None
+        logger, calibration = None, None
         url = os.environ.get(LOG_URL_ENV)
         if url:
             from nextday.monitoring.logger import PredictionLogger
 
-            logger = PredictionLogger(url, password_env="NEXTDAY_PG_PASSWORD")
+            logger = PredictionLogger(url, password_env=PASSWORD_ENV)
             atexit.register(logger.close)  # what is buffered is written when the server stops
             log.info("logging predictions to %s", logger.store.display_url)
-        self.inference = ModelInference(context.artifacts[EXPORT_ARTIFACT], logger=logger)
+        calibration_url = os.environ.get(CALIBRATION_URL_ENV) or url
+        if calibration_url:
+            from nextday.uncertainty.stored_state import CalibrationStore
+
+            ttl = float(os.environ.get(CALIBRATION_TTL_ENV) or 60.0)
+            calibration = CalibrationStore(calibration_url, ttl, PASSWORD_ENV)
+        self.inference = ModelInference(
+            context.artifacts[EXPORT_ARTIFACT], logger=logger, calibration=calibration
+        )
 
     def predict(self, context, model_input, params=None):
         from nextday.inference.checks import InputError

@@ -98,7 +98,7 @@ def drift_table(
     dates = np.sort(pd.to_datetime(predictions["ts"]).unique())[-settings.drift_days :]
     recent = predictions[pd.to_datetime(predictions["ts"]).isin(dates)]
     features = store.read(
-        "feature_history", "ts >= :first", {"first": pd.Timestamp(dates[0]).to_pydatetime()}
+        "feature_history", "ts >= :first", {"first": pd.Timestamp(dates[0]).date()}
     )
     features["ts"] = pd.to_datetime(features["ts"])
     live = (

@@ -17,6 +17,7 @@ from nextday.evaluation.metrics import ic_undefined_reason
 from nextday.monitoring import drift
 from nextday.monitoring.accuracy import Summary, daily_series, summarize
 from nextday.monitoring.alerts import RETRAIN, Alert, alerts
+from nextday.monitoring.calibration import CalibrationCheck
 from nextday.monitoring.settings import MonitorSettings
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class Monitoring:
     drift: pd.DataFrame  # see `drift.drift_table`
     drifted: pd.DataFrame  # the rows of `drift` over their limits
     alerts: list[Alert]
+    calibration: CalibrationCheck  # the static interval beside the online one served
 
     @property
     def recommendation(self) -> str | None:
@@ -45,13 +47,14 @@ class Monitoring:
 
     @property
     def metrics(self) -> dict[str, float]:
-        """monitor_<summary field> (where finite), psi_max, drifted and alerts."""
+        """monitor_<summary field> (where finite), psi_max, drifted and alerts, and the
+        static and online intervals' static_* and online_* (`monitoring.calibration`)."""
         summary = asdict(self.summary)
         metrics = {f"monitor_{k}": float(v) for k, v in summary.items() if np.isfinite(v)}
         metrics["monitor_psi_max"] = float(self.drift["psi"].max())
         metrics["monitor_drifted"] = float(len(self.drifted))
         metrics["monitor_alerts"] = float(len(self.alerts))
-        return metrics
+        return metrics | self.calibration.metrics
 
     def drift_rows(self, run_ts: pd.Timestamp, name: str, version: str) -> pd.DataFrame:
         """The drift table as the store's `model_drift` rows of this run."""
@@ -76,9 +79,11 @@ def judge(
     reference: DriftReference,
     settings: MonitorSettings,
     actuals_before: int,
+    calibration: CalibrationCheck,
 ) -> Monitoring:
     """Judge `predictions` (with their actuals filled; `actuals_before` of them had one
-    before this run) against `reference`, with the features of their rows from `store`."""
+    before this run) against `reference`, with the features of their rows from `store`;
+    `calibration` is the interval's check, made beside."""
     daily = daily_series(predictions, settings.window_days, settings.coverage_days)
     summary = summarize(predictions, daily, reference.val_mae, actuals_before)
     if not np.isfinite(summary.rolling_ic):
@@ -92,6 +97,5 @@ def judge(
         )  # fmt: skip
     table = drift.drift_table(store, predictions, reference, settings)
     drifted = drift.drifted(table, settings)
-    return Monitoring(
-        predictions, summary, daily, table, drifted, alerts(summary, drifted, settings)
-    )
+    raised = alerts(summary, drifted, settings)
+    return Monitoring(predictions, summary, daily, table, drifted, raised, calibration)

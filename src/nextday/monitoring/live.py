@@ -6,7 +6,8 @@ close, optionally with a planted regime change), and `live_features` computes wh
 system would have at each close: the features of the new days, from the stored history plus
 the new bars, with nothing of the future. `simulate` puts them into the store as a live data
 feed would, and `serve` has the model answer each new day as a service would, every answer
-logged.
+logged, with the daily monitor's update of the online calibration between the days;
+`served_coverage` then compares the static and the served interval around the change.
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ from nextday.data.synthetic import (
     spec_from_config,
 )
 from nextday.dataset.build import compute_features
+from nextday.evaluation import intervals
 from nextday.features import TECHNICAL_FEATURES
 from nextday.features.technical import LONGEST_WINDOW
+from nextday.monitoring import calibration
+from nextday.monitoring.actuals import fill_actuals, logged_predictions
 from nextday.monitoring.settings import LiveSettings
+from nextday.uncertainty.stored_state import static_interval
 
 if TYPE_CHECKING:
     from nextday.inference.model import ModelInference
@@ -173,7 +178,7 @@ def stored_history(store: Store) -> RawMarket:
             "the store holds no bars of the synthetic market: run "
             "`python -m nextday prepare` first (with the same store)"
         )
-    params = {"source": SOURCE, "first": pd.Timestamp(min(dates)).to_pydatetime()}
+    params = {"source": SOURCE, "first": pd.Timestamp(min(dates)).date()}
     ohlcv = store.read("ohlcv", "source = :source and ts >= :first", params)
     earnings = store.read("earnings", "source = :source", {"source": SOURCE})
     return RawMarket(ohlcv=ohlcv[OHLCV_COLUMNS], earnings=earnings[EARNINGS_COLUMNS], source=SOURCE)
@@ -204,16 +209,33 @@ def require_row_model(model: ModelInference, uri: str) -> None:
         )
 
 
-def serve(model: ModelInference, rows: pd.DataFrame, logger: PredictionLogger) -> int:
+def serve(model: ModelInference, rows: pd.DataFrame, logger: PredictionLogger, store: Store) -> int:
     """`model` answers `rows` (live features) one day at a time, every answer logged through
     `logger` as a service's would be; returns the predictions written. Any prediction the
-    store did not take is an error."""
+    store did not take is an error.
+
+    For a version with an online calibration, the daily monitor is played too: the state
+    starts from the static calibration (a new deployment's), and before each day is served,
+    the outcomes of the day before (known at this day's close) update it in `store`, where
+    `model` (reading its state from there) finds it."""
     model.logger = logger
-    for _, day in rows.groupby("ts", sort=True):
+    calibration.restart(store, model.online, model.name, model.version)
+    previous = None
+    for day, features in rows.groupby("ts", sort=True):
+        if previous is not None and model.online is not None:
+            # the day before only: a rerun finds its own later days' rows of the last run
+            yesterday = logged_predictions(
+                store, model.name, model.version, as_of=pd.Timestamp(day), since=previous
+            )
+            known = fill_actuals(store, yesterday)
+            vol = calibration.prediction_volatility(store, known)
+            calibration.record(store, known, vol, model.online, model.name, model.version)
         model.predict_batch(
-            day[model.features], keys=day[["symbol", "ts"]].rename(columns={"ts": "date"})
+            features[model.features],
+            keys=features[["symbol", "ts"]].rename(columns={"ts": "date"}),
         )
         logger.flush()
+        previous = pd.Timestamp(day)
     logger.close()
     if logger.dropped or logger.rejected or logger.unwritten:
         raise RuntimeError(
@@ -222,6 +244,40 @@ def serve(model: ModelInference, rows: pd.DataFrame, logger: PredictionLogger) -
             "take the prediction log"
         )
     return logger.written
+
+
+def served_coverage(
+    store: Store, model: ModelInference, period: LivePeriod, window_days: int
+) -> dict[str, float]:
+    """The static and the served interval's coverage and width over the live days before
+    the planted change and from it on (the whole period is "before" without one), and over
+    the last `window_days` days with actuals (the monitor's coverage window):
+    live_static_{coverage,width}_80_{before,after,window}, and live_online_* for a version
+    that serves an online calibration."""
+    since = period.dates[0]
+    logged = fill_actuals(store, logged_predictions(store, model.name, model.version, since=since))
+    known = logged.dropna(subset=["actual"])
+    static = static_interval(known)
+    dates = pd.to_datetime(known["ts"])
+    change = period.change_date
+    last = np.sort(dates.unique())[-window_days:]
+    parts = {
+        "before": dates < change if change is not None else dates.notna(),
+        "after": dates >= change if change is not None else dates.isna(),
+        "window": dates.isin(last),
+    }
+    out: dict[str, float] = {}
+    for part, rows in parts.items():
+        if not rows.any():
+            continue
+        y = known.loc[rows, "actual"]
+        compared = {"static": (static.loc[rows, "p10"], static.loc[rows, "p90"])}
+        if model.online is not None:
+            compared["online"] = (known.loc[rows, "p10"], known.loc[rows, "p90"])
+        for name, (low, high) in compared.items():
+            out[f"live_{name}_coverage_80_{part}"] = intervals.coverage(low, high, y)
+            out[f"live_{name}_width_80_{part}"] = intervals.width(low, high)
+    return out
 
 
 def logged_latency_p50(store: Store, name: str, version: str, first: pd.Timestamp) -> float:

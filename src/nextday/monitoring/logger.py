@@ -68,8 +68,9 @@ class _NotWritten(Exception):
 
 COLUMNS = (
     "symbol", "ts", "model_name", "model_version", "predicted", "sigma", "p10", "p50", "p90",
-    "latency_ms", "created_at",
+    "latency_ms", "online_multiplier", "created_at",
 )  # fmt: skip
+OPTIONAL = ("online_multiplier", "created_at")  # NULL (the static interval) and now
 
 
 class PredictionLogger:
@@ -105,10 +106,13 @@ class PredictionLogger:
 
     def log(self, frame: pd.DataFrame) -> None:
         """Queue rows (the model_predictions columns; actual and error are left empty)."""
-        missing = [c for c in COLUMNS if c not in frame and c != "created_at"]
+        missing = [c for c in COLUMNS if c not in frame and c not in OPTIONAL]
         if missing:
             raise ValueError(f"prediction log rows lack columns {missing}")
-        frame = frame.assign(created_at=frame.get("created_at", pd.Timestamp.now()))
+        frame = frame.assign(
+            created_at=frame.get("created_at", pd.Timestamp.now()),
+            online_multiplier=frame.get("online_multiplier", float("nan")),
+        )
         with self._lock:
             self._buffer.append(frame[list(COLUMNS)])
             self._pending += len(frame)

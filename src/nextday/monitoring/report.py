@@ -34,13 +34,16 @@ def write(
     )
     monitoring.daily.to_csv(folder / "daily.csv")
     monitoring.drift.to_csv(folder / "drift.csv", index=False)
+    checked = monitoring.calibration
+    checked.by_volatility.to_csv(folder / "coverage_by_volatility.csv")
+    checked.by_month.to_csv(folder / "coverage_by_month.csv")
     paths = _plots(monitoring, settings, folder)
     (folder / "monitor.html").write_text(_page(monitoring, name, version, paths))
     return folder
 
 
 def _plots(monitoring: Monitoring, settings: MonitorSettings, folder: Path) -> list[Path]:
-    """The report's four PNGs in `folder`, in the order the page shows them."""
+    """The report's five PNGs in `folder`, in the order the page shows them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,6 +55,7 @@ def _plots(monitoring: Monitoring, settings: MonitorSettings, folder: Path) -> l
         ("scatter_errors.png", 2, (9, 3.5), _errors),
         ("latency_coverage.png", 2, (9, 3), _latency_coverage),
         ("drift.png", 1, (9, 4), _drift),
+        ("calibration.png", 2, (9, 3), _calibration),
     ):
         figure, axes = plt.subplots(1, columns, figsize=size, squeeze=False)
         draw(list(axes[0]), monitoring, settings)
@@ -117,6 +121,35 @@ def _latency_coverage(axes: list, monitoring: Monitoring, settings: MonitorSetti
         axis.tick_params(axis="x", labelrotation=30)
 
 
+def _calibration(axes: list, monitoring: Monitoring, settings: MonitorSettings) -> None:
+    """The rolling coverage of the static and the served interval beside the nominal level,
+    and the online multiplier served each day."""
+    left, right = axes
+    daily = monitoring.calibration.daily
+    for column, label in (("static_coverage", "static"), ("online_coverage", "served (online)")):
+        if column in daily:
+            left.plot(daily[column], label=label)
+    low, high = settings.coverage_band
+    left.axhspan(low, high, color="tab:green", alpha=0.15)
+    left.axhline(LEVEL, color="grey", linestyle="--", label="nominal")
+    left.set(
+        xlabel="prediction date",
+        ylabel="share inside the interval",
+        title=f"Static vs online coverage ({settings.coverage_days} days)",
+        ylim=(0, 1),
+    )
+    left.legend(fontsize=8)
+    right.plot(daily["multiplier"] if "multiplier" in daily else [])
+    right.axhline(1.0, color="grey", linestyle="--")
+    right.set(
+        xlabel="prediction date",
+        ylabel="width multiplier m (1 = static)",
+        title="Online multiplier served (daily mean)",
+    )
+    for axis in axes:
+        axis.tick_params(axis="x", labelrotation=30)
+
+
 def _drift(axes: list, monitoring: Monitoring, settings: MonitorSettings) -> None:
     """Each feature's PSI against its limit."""
     (axis,) = axes
@@ -129,6 +162,21 @@ def _drift(axes: list, monitoring: Monitoring, settings: MonitorSettings) -> Non
         ylabel="feature",
     )
     axis.set_xscale("symlog", linthresh=0.1)
+
+
+def _calibration_line(monitoring: Monitoring) -> str:
+    metrics = monitoring.calibration.metrics
+    if "static_coverage_80" not in metrics:
+        return "No prediction has an actual yet."
+    line = f"Static interval: coverage {metrics['static_coverage_80']:.3f}"
+    if "online_coverage_80" in metrics:
+        line += (
+            f"; served with the online state: {metrics['online_coverage_80']:.3f} (mean "
+            f"multiplier {metrics['online_multiplier']:.3f})"
+        )
+    else:
+        return line + "; this version serves the static interval (no online rule)."
+    return line + ". The tables add ACI and PID replayed over every logged day from m = 1."
 
 
 def _page(monitoring: Monitoring, name: str, version: str, paths: list[Path]) -> str:
@@ -148,5 +196,11 @@ def _page(monitoring: Monitoring, name: str, version: str, paths: list[Path]) ->
             "Prediction vs actual, errors": [paths[1]],
             "Latency and coverage": [paths[2]],
             "Drift": [paths[3], monitoring.drift.sort_values("psi", ascending=False)],
+            "Calibration: static vs online": [
+                _calibration_line(monitoring),
+                paths[4],
+                monitoring.calibration.by_volatility,
+                monitoring.calibration.by_month,
+            ],
         },
     )

@@ -6,12 +6,15 @@ training rows and a split-conformal step on validation rows (`Calibration.fit`),
 the result on the test rows (`uncertainty.assessment`): coverage, width and interval score,
 CRPS, pinball losses, a reliability diagram, coverage by volatility bucket and by month, a
 constant-width interval for comparison, the "just raise dropout" experiment, and the static
-interval beside the online rules (ACI and PID) replayed on the test days. The calibration is logged as `calibration.json`, which export puts
-inside the served model.
+interval beside the online rules (ACI and PID) replayed on the test days. The calibration is
+logged as `calibration.json`, and the online rule the version will serve (with its volatility
+buckets' edges from the training rows) as `online_calibration.json`; export puts both inside
+the served model.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 import mlflow
@@ -53,7 +56,10 @@ def run_calibrate(cfg: DictConfig) -> str:
         assessment = assess(model, calibration, data.judged, draws, assessing)
         mlflow.log_metrics(assessment.metrics)
         report_path = report.write(out, model.spec, assessment, assessing.level)
+        online_path = out / artifacts.ONLINE_CALIBRATION.path
+        online_path.write_text(json.dumps(assessment.online.to_dict(), indent=2))
         mlflow.log_artifact(str(out / artifacts.CALIBRATION.path))
+        mlflow.log_artifact(str(online_path))
         mlflow.log_artifacts(str(out / "report"), "report")
         mlflow.log_artifact(str(report_path))
         tag, metrics = level_tag(assessing.level), assessment.metrics

@@ -12,6 +12,7 @@ the drift reference `nextday.monitoring.reference`'s); this module finds inputs 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -30,9 +31,10 @@ from nextday.export.served import log_served_model
 from nextday.export.settings import ExportSettings
 from nextday.models.spec import model_spec
 from nextday.monitoring.reference import build_reference
-from nextday.steps.inputs import download, load_model, load_prepared
+from nextday.steps.inputs import download, has_artifact, load_model, load_prepared
 from nextday.tracking import artifact_dir, find_input_run, step_run
 from nextday.uncertainty.calibration import Calibration
+from nextday.uncertainty.online import ServedOnline
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,9 @@ def run_export(cfg: DictConfig) -> str:
     with step_run(cfg, "export", model=name) as run, artifact_dir(cfg) as out:
         client = mlflow.MlflowClient()  # after step_run: it points MLflow at the store
         started = time.perf_counter()
-        inputs = _read_inputs(client, name, cfg.inputs.get("calibrate_run_id"), run, out)
+        inputs = _read_inputs(
+            client, name, cfg.inputs.get("calibrate_run_id"), run, out, settings.online
+        )
         model, spec, calibration = inputs.network, inputs.spec, inputs.calibration
         judged = inputs.data.judged
         registered = registry.registered_name(settings.registered_model_prefix, name)
@@ -62,7 +66,12 @@ def run_export(cfg: DictConfig) -> str:
         )
         outputs = judging.served_outputs(folder / files["mc_optimized"], judged)
         metrics |= checked.metrics | judging.judge_served(outputs, judged, inputs.model_metrics)
-        checks = gate.acceptance(checked, metrics, settings)
+        if inputs.online is not None:
+            online = judging.judge_online(
+                outputs["test"], judged["test"], list(spec.features), inputs.online
+            )
+            metrics |= online
+        checks = gate.acceptance(checked, metrics, settings, inputs.online)
         train, val, drift_days = judged["train"], judged["val"], int(cfg.monitor.drift_days)
         reference = build_reference(spec.features, train, val, outputs, metrics, drift_days)
         files["reference"] = reference.to_json(folder / artifacts.REFERENCE.name).name
@@ -104,9 +113,11 @@ def find_calibrate_run(model: str, run_id: str | None) -> Run:
     )
 
 
-def _read_inputs(client, model: str, calibrate_id: str | None, run: Run, out: Path) -> ExportInputs:
+def _read_inputs(
+    client, model: str, calibrate_id: str | None, run: Run, out: Path, serve_online: bool
+) -> ExportInputs:
     """The calibrate run, and through it the model and prepare runs (tagged as this run's
-    inputs too), with what each of them logged."""
+    inputs too), with what each of them logged (the online rule only if `serve_online`)."""
     calibrate_run = find_calibrate_run(model, calibrate_id)
     consumed = calibrate_run.data.tags
     model_step = "train" if tags.input_tag("train") in consumed else "tune"
@@ -120,6 +131,10 @@ def _read_inputs(client, model: str, calibrate_id: str | None, run: Run, out: Pa
     mlflow.set_tags({tags.input_tag(step): runs[step] for step in ("prepare", model_step)})
     trained = load_model(model_run.info.run_id, out / "model")
     calibration_path = download(runs["calibrate"], artifacts.CALIBRATION, out / "inputs")
+    online = None  # export.online=false, or a calibrate run from before online calibration
+    if serve_online and has_artifact(runs["calibrate"], artifacts.ONLINE_CALIBRATION):
+        online_path = download(runs["calibrate"], artifacts.ONLINE_CALIBRATION, out / "inputs")
+        online = ServedOnline.from_dict(json.loads(online_path.read_text()))
     prepared = load_prepared(runs["prepare"], out / "inputs")
     return ExportInputs(
         runs=runs,
@@ -129,6 +144,7 @@ def _read_inputs(client, model: str, calibrate_id: str | None, run: Run, out: Pa
         spec=trained.spec,
         processor=trained.fitted_processor().to_dict(),
         calibration=Calibration.from_json(calibration_path),
+        online=online,
         dataset=prepared.dataset,
         data=trained.arrange(prepared.dataset, prepared.truth),
     )

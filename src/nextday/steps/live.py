@@ -7,6 +7,11 @@ model answers each new day's cross-section through ModelInference with a Predict
 as a service would: every prediction lands in `model_predictions` with its latency. Then
 `python -m nextday monitor` fills in the actuals and judges accuracy, coverage and drift.
 
+For a version with an online calibration, the daily monitor's update of the online state is
+played between the days (from the static calibration on the first live day), and the run logs
+the static and the served interval's coverage before and after the planted change
+(`live_{static,online}_coverage_80_{before,after,window}`).
+
 The period is a function of the config: running it again rewrites the same rows.
 """
 
@@ -34,12 +39,16 @@ def run_live(cfg: DictConfig) -> str:
     """Continue the prepared market, serve each new day and log every answer."""
     from nextday.inference.model import ModelInference
     from nextday.monitoring.logger import DEAD_LETTER_NAME, PredictionLogger
+    from nextday.uncertainty.stored_state import CalibrationStore
 
     settings = LiveSettings.from_config(cfg)
     spec = model_spec(cfg)
     with step_run(cfg, "live", model=spec.name) as run:
         uri = model_uri(cfg, spec.name, settings.model)
-        model = ModelInference(uri, device="cpu")
+        password_env = cfg.store.get("password_env")
+        # the state is read on every day's call (ttl 0): the daily update lands before it
+        reading = CalibrationStore(str(cfg.store.url), ttl=0.0, password_env=password_env)
+        model = ModelInference(uri, device="cpu", calibration=reading)
         live.require_row_model(model, uri)
         runs = model.metadata.runs
         config = mlflow.artifacts.load_text(f"runs:/{runs['prepare']}/{artifacts.CONFIG.path}")
@@ -49,11 +58,11 @@ def run_live(cfg: DictConfig) -> str:
         logger = PredictionLogger(
             str(cfg.store.url),
             background=False,
-            password_env=cfg.store.get("password_env"),
+            password_env=password_env,
             dead_letter=Path(str(cfg.paths.root)) / DEAD_LETTER_NAME,
         )
         served = period.features[row_filter(period.features, spec.evaluate_rows)]
-        written = live.serve(model, served, logger)
+        written = live.serve(model, served, logger, store)
         dates = period.dates
         mlflow.set_tags(
             {
@@ -67,11 +76,14 @@ def run_live(cfg: DictConfig) -> str:
             }
         )
         latency = live.logged_latency_p50(store, model.name, model.version, dates[0])
+        window = int(cfg.monitor.coverage_days)
+        coverage = live.served_coverage(store, model, period, window)
         mlflow.log_metrics(
             {
                 "live_days": float(len(dates)),
                 "live_predictions": float(written),
                 "live_latency_ms_p50": latency,
+                **coverage,
             }
         )
         change = period.change_date

@@ -3,9 +3,12 @@ drift against the training reference saved at export; thresholds raise alerts.
 
 Reads the store's `model_predictions` of one registered version (`monitor.model`, default the
 production version), the store's bars (for actuals) and `feature_history` (for the features of
-the predicted rows). Writes the actuals and errors back (an upsert), the drift statistics into
-`model_drift` (the dashboard's drift panel), metrics and `alerts.json` to the run, and the
-dashboard's panels as one HTML page (`monitor.html`).
+the predicted rows). Writes the actuals and errors back (an upsert) and, for a version that
+serves an online calibration, its state advanced by the days whose outcomes are now known
+(`calibration_state`, in the same transaction), the drift statistics into `model_drift` (the
+dashboard's drift panel), metrics (with `static_coverage_80` and `online_coverage_80` over the
+coverage window) and `alerts.json` to the run, and the dashboard's panels as one HTML page
+(`monitor.html`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from omegaconf import DictConfig
 
 from nextday.contracts import tags
 from nextday.models.spec import model_spec
-from nextday.monitoring import report
+from nextday.monitoring import calibration, report
 from nextday.monitoring.actuals import fill_actuals, logged_predictions
 from nextday.monitoring.judge import judge, served_reference
 from nextday.monitoring.settings import MonitorSettings
@@ -50,8 +53,10 @@ def run_monitor(cfg: DictConfig) -> str:
         predictions = logged_predictions(store, model.name, model.version, settings.as_of)
         before = int(predictions["actual"].notna().sum())
         predictions = fill_actuals(store, predictions)
-        store.upsert("model_predictions", predictions)
-        monitoring = judge(store, predictions, reference, settings, before)
+        online, vol = model.online, calibration.prediction_volatility(store, predictions)
+        advanced = calibration.record(store, predictions, vol, online, model.name, model.version)
+        checked = calibration.judge(predictions, vol, online, settings.coverage_days)
+        monitoring = judge(store, predictions, reference, settings, before, checked)
         run_ts = pd.Timestamp.now().floor("s")
         store.upsert("model_drift", monitoring.drift_rows(run_ts, model.name, model.version))
         mlflow.log_metrics(monitoring.metrics)
@@ -62,6 +67,12 @@ def run_monitor(cfg: DictConfig) -> str:
             log.warning("monitor ALERT (%s): %s", alert.kind, alert.message)
         if monitoring.recommendation:
             log.warning("monitor: recommendation: %s", monitoring.recommendation)
+        if advanced is not None:
+            log.info(
+                "monitor: online calibration (%s) updated with %d new day(s), through %s: "
+                "multiplier %s", advanced.state.rule, advanced.days, advanced.state.through,
+                ", ".join(f"{m:.3f}" for m in advanced.state.multiplier),
+            )  # fmt: skip
         summary = monitoring.summary
         log.info(
             "monitor %s v%s: %d predictions (%d with actuals), rolling MAE %.5f (validation "

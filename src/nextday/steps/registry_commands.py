@@ -57,8 +57,8 @@ def run_download(cfg: DictConfig) -> Path:
 
 
 def run_versions(cfg: DictConfig) -> pd.DataFrame:
-    """Print every version of the registered models: aliases, stage, the gate's decision and
-    the test MAE beside the zero predictor's."""
+    """Print every version of the registered models: aliases, stage, the test MAE beside the
+    zero predictor's, the calibration it serves and the gate's decision."""
     configure(cfg)
     prefix = str(cfg.export.registered_model_prefix)
     level = float(cfg.evaluation.significance)

@@ -10,7 +10,7 @@ volatility quintile and by month, and the "just raise dropout" experiment.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from nextday.uncertainty.online import (
     STATIC,
     OnlineSettings,
     OnlineState,
+    ServedOnline,
     coverage_by,
     month,
     replay,
@@ -64,7 +65,8 @@ class AssessmentSettings:
 @dataclass
 class Assessment:
     metrics: dict[str, float]
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame]
+    online: ServedOnline  # the rule the calibrated version will serve, its bucket edges fixed
 
 
 @dataclass(frozen=True)
@@ -108,12 +110,12 @@ def assess(
     test, val = judged["test"], judged["val"]
     metrics.update(_constant_width(val, test, level, metrics[f"test_coverage_{tag}"]))
     column = model.spec.features.index(VOLATILITY)
-    compared, online = online_comparison(
-        calibration,
-        test,
-        segments["test"].flat[test.draws.rows, column],
-        segments["train"].flat[:, column],
+    served = ServedOnline(
         settings.online,
+        volatility_edges(segments["train"].flat[:, column], settings.online.buckets),
+    )
+    compared, online = online_comparison(
+        calibration, test, segments["test"].flat[test.draws.rows, column], served
     )
     metrics.update(online)
     tables["coverage_by_volatility"] = coverage_by(compared, "volatility", level)
@@ -121,7 +123,7 @@ def assess(
     tables["dropout_experiment"] = dropout_experiment(
         model, segments["val"].x[val.draws.rows], val.draws.y, settings, calibration.passes
     )
-    return Assessment({k: float(v) for k, v in metrics.items() if np.isfinite(v)}, tables)
+    return Assessment({k: float(v) for k, v in metrics.items() if np.isfinite(v)}, tables, served)
 
 
 def _scores(
@@ -164,25 +166,22 @@ def reliability(calibration: Calibration, part: Draws, scale: np.ndarray) -> pd.
 
 
 def online_comparison(
-    calibration: Calibration,
-    test: Judged,
-    vol: np.ndarray,
-    train_vol: np.ndarray,
-    settings: OnlineSettings,
+    calibration: Calibration, test: Judged, vol: np.ndarray, served: ServedOnline
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Replay ACI and PID over the test days from the static calibration (volatility bucket
-    edges from the training rows): the rows with the static and both online intervals and
-    their volatility quintile and month (for `coverage_by`), and test_<rule>_* metrics."""
+    """Replay ACI and PID over the test days from the static calibration (with the served
+    rule's settings and bucket edges, its own rule aside): the rows with the static and both
+    online intervals and their volatility quintile and month (for `coverage_by`), and
+    test_<rule>_* metrics."""
+    settings = served.settings
     y, level = test.draws.y, settings.level
     center = test.draws.mean + test.scale * calibration.quantile(0.5)
     frame = pd.DataFrame(
         {"date": test.dates, "p10": test.low, "p50": center, "p90": test.high, "actual": y}
     ).assign(vol=vol, **{f"{STATIC}_lower": test.low, f"{STATIC}_upper": test.high})
-    edges = volatility_edges(train_vol, settings.buckets)
     metrics: dict[str, float] = {}
     for rule in RULES:
         ruled = replace(settings, rule=rule)
-        run = replay(frame[list(REPLAY_COLUMNS)], ruled, OnlineState.start(ruled, edges))
+        run = replay(frame[list(REPLAY_COLUMNS)], ruled, OnlineState.start(ruled, served.edges))
         frame[f"{rule}_lower"], frame[f"{rule}_upper"] = run.lower, run.upper
         metrics.update(
             prefixed(intervals.interval_metrics(run.lower, run.upper, y, level), f"test_{rule}")

@@ -53,13 +53,15 @@ to calm or to wild rows is closed where it is. A bucket without rows on a day is
 `OnlineState` is what the store keeps and serving applies (JSON round trip); `replay` runs it
 over a segment day by day (each day's interval from the state after the days before it only);
 `coverage_by` puts static, ACI and PID side by side by group (volatility quintile, month).
+`ServedOnline` is what a version carries in its metadata: the rule it serves and its bucket
+edges, fixed at calibrate, so that the monitor updates the state by the version's own rule.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import date as Date
 from statistics import NormalDist
 from typing import Any
@@ -74,6 +76,7 @@ RULES = ("aci", "pid")
 STATIC = "static"  # the name of the uncorrected interval in comparisons
 WINDUP_LIMIT = 3.0  # the error sum is held within +- this many pid_integral_scale
 REPLAY_COLUMNS = ("date", "p10", "p50", "p90", "actual", "vol")
+VOLATILITY_FEATURE = "vol_20d"  # the trailing volatility that picks a row's bucket
 QUINTILES = ("1 calm", "2", "3", "4", "5 wild")
 _NORMAL = NormalDist()
 
@@ -134,13 +137,79 @@ class OnlineSettings:
             max_multiplier=float(settings["max_multiplier"]),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
     @property
     def alpha(self) -> float:
         return 1.0 - self.level
 
+    def describe(self) -> str:
+        """The rule in words, for the card, the gate and `versions`."""
+        steps = (
+            f"gamma {self.aci_step:g}"
+            if self.rule == "aci"
+            else f"eta {self.pid_step:g}, K_I {self.pid_integral_gain:g}, "
+            f"S {self.pid_integral_scale:g}"
+        )
+        buckets = "one state" if self.buckets == 1 else f"{self.buckets} volatility buckets"
+        return f"online {self.rule.upper()} ({steps}; {buckets}; m in [{self.min_multiplier:g}, {self.max_multiplier:g}])"
+
     @property
     def windup_limit(self) -> float:
         return WINDUP_LIMIT * self.pid_integral_scale
+
+
+@dataclass(frozen=True)
+class ServedOnline:
+    """The online calibration a version serves: its rule and its buckets' volatility edges
+    (the training rows' quantiles), as calibrate fixed them. metadata.json keeps it as
+    `online` (`to_dict`); a version exported without one serves the static interval."""
+
+    settings: OnlineSettings
+    edges: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        OnlineState.start(self.settings, self.edges)  # the edges fit the buckets
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.settings.to_dict(), "edges": list(self.edges)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServedOnline:
+        return cls(OnlineSettings.from_config(data), tuple(float(e) for e in data["edges"]))
+
+    @classmethod
+    def of_version(cls, online: Mapping[str, Any] | None) -> ServedOnline | None:
+        """A version's (metadata `online`), or None where it serves the static interval."""
+        return cls.from_dict(online) if online else None
+
+    def start(self) -> OnlineState:
+        return OnlineState.start(self.settings, self.edges)
+
+
+def served_kind(online: ServedOnline | None) -> str:
+    """Which calibration a version serves, in a few words (the registry's tag, `versions`)."""
+    if online is None:
+        return "static"
+    buckets = online.settings.buckets
+    return f"static + online {online.settings.rule.upper()}" + (
+        f" ({buckets} volatility buckets)" if buckets > 1 else ""
+    )
+
+
+def describe_served(online: ServedOnline | None) -> str:
+    """Which calibration a version serves, in a sentence (the model card)."""
+    static = "the static calibration (a scale model and split conformal, fixed at calibrate)"
+    if online is None:
+        return f"{static}; no online correction"
+    return (
+        f"{static}, corrected after deployment by {online.settings.describe()}: its state is "
+        "updated by `monitor` from each day's outcomes in the store's calibration_state, "
+        "and applied by serving that reads that store (NEXTDAY_CALIBRATION_URL, else "
+        "NEXTDAY_PREDICTION_LOG_URL); without one, or before the first update, the static "
+        "interval"
+    )
 
 
 def volatility_edges(vol: ArrayLike, buckets: int) -> tuple[float, ...]:
@@ -414,9 +483,14 @@ def _judgeable(lower: ArrayLike, upper: ArrayLike, actual: ArrayLike) -> np.ndar
 
 def volatility_quintile(vol: ArrayLike) -> pd.Categorical:
     """Each row's quintile of `vol` among the rows given ("1 calm" .. "5 wild"); ranks break
-    ties, so five groups form even where many values are equal."""
+    ties, so five groups form even where many values are equal. A row without a volatility
+    (none logged) is in no quintile, and so is every row where fewer than five have one."""
     ranks = pd.Series(np.asarray(vol, float)).rank(method="first")
-    return pd.qcut(ranks, len(QUINTILES), labels=list(QUINTILES)).array
+    quintiles = pd.Series(pd.NA, index=ranks.index, dtype=pd.CategoricalDtype(QUINTILES, True))
+    known = ranks.notna()
+    if known.sum() >= len(QUINTILES):
+        quintiles[known] = pd.qcut(ranks[known], len(QUINTILES), labels=list(QUINTILES))
+    return quintiles.array
 
 
 def month(dates: ArrayLike) -> np.ndarray:
