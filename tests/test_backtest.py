@@ -31,6 +31,7 @@ from nextday.steps.export import run_export
 from nextday.steps.inputs import load_prepared
 from nextday.steps.prepare import run_prepare
 from nextday.steps.train import run_train
+from nextday.uncertainty.online import ServedOnline
 
 FLAT_COSTS = CostModel(
     half_spread_bps=10.0, fallback_half_spread_bps=10.0, min_half_spread_bps=0.0,
@@ -210,6 +211,27 @@ def _walk_forward(seed: int = 0):
     return dataset, walkforward.WalkForward(rows.reset_index(drop=True), signals)
 
 
+def test_a_fixed_backtest_replays_the_rule_the_version_serves():
+    dataset, walk = _walk_forward()
+    settings = BacktestSettings.from_config(compose(["experiment=quick"]))
+    settings = dataclasses.replace(settings, segments=("test",), regime_window=5, rolling_days=5)
+    frictions = _flat_frictions(dataset["date"].unique(), dataset["symbol"].unique())
+
+    def online(served=None, config=settings):
+        backtest = judge(walk, dataset, config, Market(frictions), False, served=served)
+        return backtest.online_rule, backtest.metrics["bt_online_coverage_80"]
+
+    aci = ServedOnline(dataclasses.replace(settings.online, rule="aci"), ())
+    assert settings.online.rule == "pid"
+    configured = dataclasses.replace(settings, online=aci.settings)
+    assert online(aci) == ("aci, the rule the version serves", online(config=configured)[1])
+    assert online()[0] == "pid, calibrate.online"  # a static version: the config's rule
+    assert online()[1] != online(aci)[1]
+    elsewhere = ServedOnline(dataclasses.replace(settings.online, level=0.5), ())
+    with pytest.raises(ValueError, match="online rule at level 0.5, the backtest judges"):
+        online(elsewhere)
+
+
 @pytest.mark.parametrize("level", [*SERVED_LEVELS, 0.5])
 def test_metric_names_and_interval_columns_follow_the_level(level, monkeypatch):
     # 0.5 stands for a level the served answer might hold one day: nothing but the table of
@@ -328,6 +350,7 @@ def test_fixed_backtest_reports_every_section_and_logs_predictions(store):
     for section in ("Verdict", "At a glance", "Forecasts", "Signal", "Trading view",
                     "Over time", "By market regime", "By volatility", "Leak guard"):  # fmt: skip
         assert f"<h2>{section}</h2>" in html, section
+    assert "online rule (pid, the rule the version serves)" in html  # its metadata's
     files = {f.path for f in mlflow.MlflowClient().list_artifacts(run.info.run_id, "backtest")}
     pictures = {
         "equity_drawdown", "rolling_mae_ic", "coverage", "capacity", "at_a_glance",

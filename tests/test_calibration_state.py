@@ -58,9 +58,13 @@ def logged(scale: float = 0.02, seed: int = 0) -> pd.DataFrame:
     )
 
 
-@pytest.fixture
-def store(tmp_path) -> Store:
-    store = Store(f"sqlite:///{tmp_path}/store.db")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path) -> Store:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.db"
+    else:
+        url = request.getfixturevalue("pg_url")
+    store = Store(url)
     store.create()
     return store
 
@@ -83,6 +87,8 @@ def test_the_monitors_daily_update_uses_each_day_once_and_matches_one_replay(sto
     assert first is not None and first.days == len(DAYS) - 1
     assert first.state.through == DAYS[-2].date().isoformat()
     assert first.state.multiplier[0] > 1.3  # half the returns fall outside: widen
+    # logged as the static interval: only the first day was served as the state says (m = 1)
+    assert (first.rows, first.off_state) == ((~last).sum(), (~last).sum() - SYMBOLS)
     assert read_state(store, NAME, VERSION) == first.state
     # the actuals landed with it
     assert store.read("model_predictions")["actual"].notna().sum() == (~last).sum()
@@ -111,8 +117,9 @@ def test_a_static_version_keeps_no_state_and_a_restart_goes_back_to_the_static_i
     online = served()
     calibration.record(store, predictions, vol, online, NAME, VERSION)
     assert read_state(store, NAME, VERSION).multiplier != (1.0,)
-    calibration.restart(store, online, NAME, VERSION)
+    calibration.restart(store, online, NAME, VERSION)  # a state that has used no day yet
     assert read_state(store, NAME, VERSION) == online.start()
+    assert store.read(TABLE)["through"].isna().all()
 
 
 def test_serving_reads_the_state_once_per_ttl_and_keeps_it_while_the_database_is_away(
@@ -182,3 +189,34 @@ def test_the_monitor_compares_the_static_interval_with_the_one_served(store):
     static = calibration.judge(predictions, vol, None, coverage_days=5)
     assert "online_coverage_80" not in static.metrics
     assert static.metrics["static_coverage_80"] == metrics["static_coverage_80"]
+
+
+@pytest.mark.postgres
+def test_a_database_that_hangs_holds_up_one_read_not_every_request(pg_url):
+    """A lock held on calibration_state stands for a database that stops answering: the
+    reader whose turn it is waits (up to the read timeout, then keeps its state); the other
+    requests are answered meanwhile with the state already held."""
+    import threading
+
+    import sqlalchemy as sa
+
+    store = Store(pg_url)
+    store.create()
+    online, now = served(), [0.0]
+    wider = replace(online.start(), multiplier=(1.4,), through="2024-03-04")
+    store.upsert(TABLE, state_rows(wider, NAME, VERSION))
+    reading = StoredState(pg_url, NAME, VERSION, online, ttl=60, clock=lambda: now[0])
+    assert reading.state() == wider
+    with store.engine.connect() as holder:
+        holder.execute(sa.text(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE"))
+        now[0] = 61.0
+        answers = []
+        waiting = threading.Thread(target=lambda: answers.append(reading.state()))
+        waiting.start()
+        while not reading._reading and waiting.is_alive():  # its read has begun
+            waiting.join(0.01)
+        assert reading.state() == wider  # answered while that read still waits
+        assert waiting.is_alive()
+        waiting.join()  # the read timed out: the state read before is kept
+        holder.rollback()
+    assert answers == [wider]

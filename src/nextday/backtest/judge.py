@@ -27,6 +27,7 @@ from nextday.backtest.trading import trade
 from nextday.backtest.walkforward import WalkForward, period_dates
 from nextday.evaluation.signal_analytics import SignalAnalytics, analyze_many, forward_returns
 from nextday.timing import stage
+from nextday.uncertainty.online import ServedOnline
 
 LEAK_FLAG = "bt_leak_flag"
 DAYS = "bt_days"
@@ -56,6 +57,7 @@ class Backtest:
     signals: dict[str, SignalAnalytics]  # signal -> its analytics
     capacity: pd.DataFrame  # the model's books after costs by capital
     notes: tuple[str, ...] = ()  # what the cost model had to assume
+    online_rule: str = ""  # the online rule replayed beside the static interval, in words
 
     @property
     def leak(self) -> bool:
@@ -75,10 +77,12 @@ def judge(
     market: Market,
     by_surprise: bool,
     trials: int | None = None,
+    served: ServedOnline | None = None,
 ) -> Backtest:
     """Everything the backtest reports about `walk` (predictions on `dataset`'s period);
     `by_surprise` for the earnings model; `trials`: the size of the tuning study the model
-    came from (for the deflated Sharpe ratio)."""
+    came from (for the deflated Sharpe ratio); `served`: the online rule of the version
+    walked (None: calibrate.online's is replayed)."""
     rows = walk.rows.merge(
         dataset[["symbol", "date", "vol_20d", "eps_surprise"]], on=["symbol", "date"], how="left"
     )
@@ -103,7 +107,7 @@ def judge(
         metrics = backtest_metrics(rows, signals, books, equal_weight, settings.level)
     metrics |= signal_metrics(analytics)
     with stage("backtest", "online interval", seconds):
-        online = online_replay(rows, dataset, settings.online)
+        online = online_replay(rows, dataset, settings.online, served)
     metrics |= online.metrics
     with stage("backtest", "Sharpe intervals", seconds):
         metrics |= sharpe_significance(
@@ -126,5 +130,5 @@ def judge(
     tables = breakdowns.tables(rows, books[MODEL], settings.level, by_surprise)
     return Backtest(
         rows, books, equal_weight, metrics, daily, tables, walk.folds,
-        analytics, trading.capacity, market.frictions.notes,
+        analytics, trading.capacity, market.frictions.notes, online.rule,
     )  # fmt: skip

@@ -1,10 +1,13 @@
 """The interval as served and as the online rule would have served it, day by day.
 
-The fixed model's static interval (p10..p90) is replayed through the online calibration of
-`calibrate.online` (uncertainty/online.py): each day's interval comes from a state updated
-only with the outcomes of the days before it, starting from the static calibration (m = 1) on
-the period's first day; with Mondrian buckets, their edges are the training rows' vol_20d
-quantiles. The backtest reports both side by side (`bt_static_*`, `bt_online_*`).
+The model's static interval (p10..p90) is replayed through an online calibration
+(uncertainty/online.py): each day's interval comes from a state updated only with the outcomes
+of the days before it, starting from the static calibration (m = 1) on the period's first day.
+The rule is the one the version serves (its metadata's `online`, bucket edges included) when
+the backtest walks a version that has one; otherwise `calibrate.online`'s, with Mondrian
+buckets' edges from the training rows' vol_20d quantiles (a static version, or refit mode,
+whose models are not versions). The backtest reports both side by side (`bt_static_*`,
+`bt_online_*`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from nextday.evaluation.metrics import prefixed
 from nextday.inference.outputs import INTERVALS
 from nextday.uncertainty.online import (
     REPLAY_COLUMNS,
+    VOLATILITY_FEATURE,
     OnlineSettings,
-    OnlineState,
+    ServedOnline,
     replay,
     volatility_edges,
 )
@@ -31,16 +35,37 @@ STATIC, ONLINE = "bt_static", "bt_online"
 class OnlineReplay:
     metrics: dict[str, float]  # bt_static_{coverage,width,interval_score}_80, bt_online_...
     daily: pd.DataFrame  # index date: online_coverage, online_multiplier
+    rule: str  # the rule replayed and where it came from, in words
+
+
+def replayed_rule(
+    served: ServedOnline | None, settings: OnlineSettings, dataset: pd.DataFrame
+) -> tuple[ServedOnline, str]:
+    """The version's own online rule (`served`), else `settings` (calibrate.online) with
+    bucket edges from `dataset`'s training rows; and where it came from, in words."""
+    if served is None:
+        train = dataset.loc[dataset["split"] == "train", VOLATILITY_FEATURE]
+        edges = volatility_edges(train, settings.buckets)
+        return ServedOnline(settings, edges), f"{settings.rule}, calibrate.online"
+    if served.settings.level != settings.level:
+        raise ValueError(
+            f"the version serves an online rule at level {served.settings.level}, the backtest "
+            f"judges the {settings.level} interval (backtest.level): set them equal"
+        )
+    return served, f"{served.settings.rule}, the rule the version serves"
 
 
 def online_replay(
-    rows: pd.DataFrame, dataset: pd.DataFrame, settings: OnlineSettings
+    rows: pd.DataFrame,
+    dataset: pd.DataFrame,
+    settings: OnlineSettings,
+    served: ServedOnline | None = None,
 ) -> OnlineReplay:
-    """Replay `settings`' rule over the predictions `rows` (date, p10, p50, p90, label,
-    vol_20d); `dataset`'s training rows set the volatility buckets' edges."""
+    """Replay the online rule (`replayed_rule`) over the predictions `rows` (date, p10, p50,
+    p90, label, vol_20d)."""
+    online, rule = replayed_rule(served, settings, dataset)
+    settings, state = online.settings, online.start()
     lower, upper = INTERVALS[settings.level]
-    train = dataset.loc[dataset["split"] == "train", "vol_20d"]
-    state = OnlineState.start(settings, volatility_edges(train, settings.buckets))
     frame = pd.DataFrame(
         {
             "date": rows["date"],
@@ -48,7 +73,7 @@ def online_replay(
             "p50": rows["p50"],
             "p90": rows[upper],
             "actual": rows["label"],
-            "vol": rows["vol_20d"],
+            "vol": rows[VOLATILITY_FEATURE],
         }
     )
     replayed = replay(frame[list(REPLAY_COLUMNS)], settings, state)
@@ -58,4 +83,4 @@ def online_replay(
         interval_metrics(replayed.lower, replayed.upper, actual, settings.level), ONLINE
     )
     daily = replayed.daily.set_index("date")[["online_coverage", "multiplier"]]
-    return OnlineReplay(metrics, daily.rename(columns={"multiplier": "online_multiplier"}))
+    return OnlineReplay(metrics, daily.rename(columns={"multiplier": "online_multiplier"}), rule)

@@ -63,7 +63,7 @@ def pictures(backtest: Backtest, settings: BacktestSettings, folder: Path) -> di
         ),
         "rolling": plots.rolling(backtest.daily, folder / "rolling_mae_ic.png"),
         "coverage": plots.coverage(
-            backtest.daily, settings.level, folder / "coverage.png", settings.online.rule
+            backtest.daily, settings.level, folder / "coverage.png", backtest.online_rule
         ),
         "capacity": plots.capacity(backtest.capacity, folder / "capacity.png"),
         "glance": plots.comparison(sections.glance(backtest), folder / "at_a_glance.png"),
@@ -213,6 +213,6 @@ def _online(backtest: Backtest, settings: BacktestSettings) -> str:
 
     return (
         f"The {settings.level:.0%} interval as served (static): {figures('bt_static')}. Replayed "
-        f"through the online rule ({settings.online.rule}, calibrate.online), each day's interval "
+        f"through the online rule ({backtest.online_rule}), each day's interval "
         f"from the outcomes of the days before it only: {figures('bt_online')}."
     )

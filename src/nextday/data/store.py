@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import struct
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -157,10 +159,20 @@ def resolve_url(url: str, password_env: str | None = None) -> URL:
 class Store:
     """Tables of nextday in one database. `Store(url)` connects; `create()` makes the tables."""
 
-    def __init__(self, url: str | URL, password_env: str | None = None, batch_rows: int = 50_000):
+    def __init__(
+        self,
+        url: str | URL,
+        password_env: str | None = None,
+        batch_rows: int = 50_000,
+        timeout_s: float | None = None,
+    ):
+        """`timeout_s`: the longest a connection attempt or a statement may take (None: the
+        driver's defaults, which can wait minutes for a host that does not answer)."""
         self.url = resolve_url(url, password_env) if isinstance(url, str) else url
         self.batch_rows = batch_rows
-        self.engine = sa.create_engine(self.url, future=True)
+        self.engine = sa.create_engine(
+            self.url, future=True, connect_args=_timeouts(self.url, timeout_s)
+        )
         self.dialect = self.engine.dialect.name
         self.hypertables: list[str] = []
 
@@ -299,11 +311,8 @@ class Store:
         columns = list(frame.columns)
         quoted = ", ".join(f'"{c}"' for c in columns)
         updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in keys)
-        # NaN travels in the binary COPY; NULL is what SQL means by missing
-        selected = ", ".join(
-            f"NULLIF(\"{c}\", 'NaN'::float8)" if isinstance(table.c[c].type, sa.Float) else f'"{c}"'
-            for c in columns
-        )
+        # NaN and -infinity travel in the binary COPY; NULL is what SQL means by missing
+        selected = ", ".join(_null_if_missing(table.c[c]) for c in columns)
         staging = f"_stage_{table.name}"
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP"
@@ -409,14 +418,40 @@ def _pg_dtype(column: sa.Column) -> str:
     return ">f8"
 
 
+def _timeouts(url: URL, seconds: float | None) -> dict[str, Any]:
+    if seconds is None:
+        return {}
+    if url.get_backend_name() == "postgresql":
+        return {
+            "connect_timeout": max(1, math.ceil(seconds)),
+            "options": f"-c statement_timeout={int(seconds * 1000)}",
+        }
+    return {"timeout": seconds}  # SQLite: how long to wait for a locked database
+
+
+def _null_if_missing(column: sa.Column) -> str:
+    """The staging column as the INSERT selects it: the fixed-width stand-ins for a missing
+    value (NaN, and -infinity for a nullable date) back to NULL."""
+    if isinstance(column.type, sa.Float):
+        return f"NULLIF(\"{column.name}\", 'NaN'::float8)"
+    if isinstance(column.type, sa.DateTime | sa.Date) and column.nullable:
+        kind = "timestamp" if isinstance(column.type, sa.DateTime) else "date"
+        return f"NULLIF(\"{column.name}\", '-infinity'::{kind})"
+    return f'"{column.name}"'
+
+
 def _pg_values(column: sa.Column, values: pd.Series) -> np.ndarray:
     if isinstance(column.type, sa.DateTime | sa.Date):
         unit = "us" if isinstance(column.type, sa.DateTime) else "D"
         stamps = pd.to_datetime(values).to_numpy(dtype=f"datetime64[{unit}]")
-        if np.isnat(stamps).any():
+        missing = np.isnat(stamps)
+        if missing.any() and not column.nullable:
             raise ValueError(f"column {column.name!r} has missing dates")
         epoch = _PG_EPOCH_US if unit == "us" else _PG_EPOCH
-        return (stamps - epoch).astype(np.int64)
+        days = (stamps - epoch).astype(np.int64)
+        # PostgreSQL's binary -infinity (the type's smallest value), NULL after the INSERT
+        lowest = np.iinfo(np.int64 if unit == "us" else np.int32).min
+        return np.where(missing, lowest, days)
     if isinstance(column.type, sa.Boolean):
         return values.astype(bool).to_numpy().astype(np.uint8)
     if isinstance(column.type, sa.Integer):

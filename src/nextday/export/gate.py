@@ -1,8 +1,8 @@
 """The promotion gate: which checks a new version must pass before it serves.
 
 `acceptance` gathers what any version must show on its own (parity, calibration, the online
-calibration it serves, skill), one function per check; `versus_production` is the last check, against the version serving now
-(`nextday.export.promotion` runs it and acts on the result).
+calibration it serves, skill), one function per check; `versus_production` is the last check,
+against the version serving now (`nextday.export.promotion` runs it and acts on the result).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ otherwise. Sessions are cached per file, provider and thread count.
 With `calibration` (a `CalibrationStore`: a store URL and a time-to-live), a version
 exported with an online calibration (metadata `online`) serves its interval corrected by the
 latest online state the monitor wrote to that store's `calibration_state`
-(`uncertainty.stored_state`, re-read every `ttl` seconds): p10 and p90 move away from p50 by the row's multiplier m and sigma
-is scaled by m; the static interval until a state exists.
+(`uncertainty.stored_state`, re-read every `ttl` seconds): p10 and p90 move away from p50 by
+the row's multiplier m and sigma is scaled by m; the static interval until a state exists.
 """
 
 from __future__ import annotations
@@ -267,6 +267,12 @@ class ModelInference:
         columns = input_columns(self.features, self.window)
         lagged = VOLATILITY_FEATURE if self.window <= 1 else f"{VOLATILITY_FEATURE}_lag0"
         self._vol_column = columns.index(lagged) if lagged in columns else None
+        bucketed = self.online is not None and self.online.settings.buckets > 1
+        if bucketed and self._vol_column is None:
+            log.warning(
+                "%s v%s has no %s input: every row gets the wildest volatility bucket's "
+                "online multiplier", self.name, self.version, VOLATILITY_FEATURE,
+            )  # fmt: skip
 
     @property
     def name(self) -> str:

@@ -73,7 +73,9 @@ def run_backtest(cfg: DictConfig) -> str:
                 pd.DatetimeIndex(np.sort(bars["ts"].unique())),
             )
         trials = _study_trials(inference.metadata.runs.get("train"))
-        backtest = judge(walk, dataset, settings, market, name == "earnings", trials)
+        # a fixed backtest replays the rule the version serves; refit models are not versions
+        served = inference.online if settings.mode == "fixed" else None
+        backtest = judge(walk, dataset, settings, market, name == "earnings", trials, served)
         subject = report.Subject(name, spec.arch, uri, str(inference.version))
         with stage("backtest", "report", seconds):
             folder = report.write(backtest, subject, settings, checks, out / "backtest")

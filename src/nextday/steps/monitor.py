@@ -68,10 +68,13 @@ def run_monitor(cfg: DictConfig) -> str:
         if monitoring.recommendation:
             log.warning("monitor: recommendation: %s", monitoring.recommendation)
         if advanced is not None:
+            mlflow.log_metric("online_served_off_state", advanced.off_state)
             log.info(
                 "monitor: online calibration (%s) updated with %d new day(s), through %s: "
-                "multiplier %s", advanced.state.rule, advanced.days, advanced.state.through,
+                "multiplier %s; %d of its %d predictions were served with another multiplier",
+                advanced.state.rule, advanced.days, advanced.state.through,
                 ", ".join(f"{m:.3f}" for m in advanced.state.multiplier),
+                advanced.off_state, advanced.rows,
             )  # fmt: skip
         summary = monitoring.summary
         log.info(

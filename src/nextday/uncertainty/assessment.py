@@ -25,6 +25,7 @@ from nextday.uncertainty.online import (
     REPLAY_COLUMNS,
     RULES,
     STATIC,
+    VOLATILITY_FEATURE,
     OnlineSettings,
     OnlineState,
     ServedOnline,
@@ -36,7 +37,6 @@ from nextday.uncertainty.online import (
 )
 
 NOMINAL = np.round(np.arange(0.1, 1.0, 0.1), 2)
-VOLATILITY = "vol_20d"  # the feature whose quintiles the conditional coverage is read by
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def assess(
         tables[f"reliability_{name}"] = reliability(calibration, part, scale)
     test, val = judged["test"], judged["val"]
     metrics.update(_constant_width(val, test, level, metrics[f"test_coverage_{tag}"]))
-    column = model.spec.features.index(VOLATILITY)
+    column = model.spec.features.index(VOLATILITY_FEATURE)
     served = ServedOnline(
         settings.online,
         volatility_edges(segments["train"].flat[:, column], settings.online.buckets),

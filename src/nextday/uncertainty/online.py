@@ -153,7 +153,8 @@ class OnlineSettings:
             f"S {self.pid_integral_scale:g}"
         )
         buckets = "one state" if self.buckets == 1 else f"{self.buckets} volatility buckets"
-        return f"online {self.rule.upper()} ({steps}; {buckets}; m in [{self.min_multiplier:g}, {self.max_multiplier:g}])"
+        bounds = f"m in [{self.min_multiplier:g}, {self.max_multiplier:g}]"
+        return f"online {self.rule.upper()} ({steps}; {buckets}; {bounds})"
 
     @property
     def windup_limit(self) -> float:

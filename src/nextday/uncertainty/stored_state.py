@@ -21,7 +21,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from nextday.data.store import Store
-from nextday.uncertainty.online import REPLAY_COLUMNS, OnlineState, Replay, ServedOnline, replay
+from nextday.uncertainty.online import REPLAY_COLUMNS, OnlineState, ServedOnline, replay
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,12 @@ def static_interval(predictions: pd.DataFrame) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Advance:
     state: OnlineState  # after the new days
-    before: OnlineState  # as it was read (or started)
     days: int  # days whose outcomes it used now
-    replayed: Replay | None  # over those days (None: no new day)
+    rows: int  # their predictions with an outcome
+    # of those, the ones served with another multiplier than the state gave that day (served
+    # before the update landed or within serving's ttl, or while the store was away): the
+    # update counts the misses of the state's interval, not of the one these were served with
+    off_state: int
 
 
 def advance(
@@ -118,14 +121,16 @@ def advance(
         )
     rows = predictions[known]
     if rows.empty:
-        return Advance(before, before, 0, None)
+        return Advance(before, 0, 0, 0)
     frame = static_interval(rows).assign(
         date=pd.to_datetime(rows["ts"]),
         actual=rows["actual"].astype(float),
         vol=np.asarray(vol, float)[known],
     )
     replayed = replay(frame[list(REPLAY_COLUMNS)], online.settings, before)
-    return Advance(replayed.state, before, len(replayed.daily), replayed)
+    served = pd.to_numeric(rows["online_multiplier"]).fillna(1.0).to_numpy(float)
+    off_state = int((~np.isclose(served, replayed.multiplier, rtol=1e-9, atol=0)).sum())
+    return Advance(replayed.state, len(replayed.daily), len(rows), off_state)
 
 
 @dataclass(frozen=True)
@@ -141,11 +146,17 @@ class CalibrationStore:
         return StoredState(self.url, name, version, online, self.ttl, self.password_env)
 
 
+READ_TIMEOUT_S = 5.0  # the longest one read of the state may wait for the database
+
+
 class StoredState:
     """Serving's view of one version's online state: read from the store at most every
     `ttl` seconds (0: on every call). Until the monitor has written a state, and when the
-    stored one was made for another rule or level than the version serves, the answer is
-    None (the static interval); while the database is away the last state read is kept."""
+    stored one was made for another rule, level or number of buckets than the version
+    serves, the answer is None (the static interval); while the database is away the last
+    state read is kept. One caller reads at a time, outside the lock: the others are
+    answered with the state already held meanwhile, so a slow database slows one request
+    (at most READ_TIMEOUT_S) per `ttl`, not all of them."""
 
     def __init__(
         self,
@@ -157,20 +168,28 @@ class StoredState:
         password_env: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store = Store(store_url, password_env=password_env)
+        self.store = Store(store_url, password_env=password_env, timeout_s=READ_TIMEOUT_S)
         self.name, self.version, self.online = name, str(version), online
         self.ttl, self._clock = float(ttl), clock
         self._state: OnlineState | None = None
         self._read_at: float | None = None
+        self._reading = False
         self._lock = threading.Lock()
 
     def state(self) -> OnlineState | None:
         with self._lock:
-            now = self._clock()
-            if self._read_at is None or now - self._read_at >= self.ttl:
-                self._read_at = now
-                self._state = self._read(self._state)
-            return self._state
+            now, held = self._clock(), self._state
+            due = self._read_at is None or now - self._read_at >= self.ttl
+            if not due or self._reading:
+                return held
+            self._read_at, self._reading = now, True
+        fresh = held
+        try:
+            fresh = self._read(held)
+        finally:
+            with self._lock:
+                self._state, self._reading = fresh, False
+        return fresh
 
     def _read(self, last: OnlineState | None) -> OnlineState | None:
         try:
