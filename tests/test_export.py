@@ -483,6 +483,30 @@ def test_a_registered_version_runs_anywhere_with_uv(store, tmp_path):
     assert list(answer.columns) == ["prediction", "sigma", "p10", "p50", "p90", "out_of_range"]
     assert len(answer) == 3 and (answer["p10"] <= answer["p90"]).all()
 
+    # the same version outside the repository with a calibration store: it applies the online
+    # state found there (a new process: the same MC draws, so p50 agrees to the digit)
+    from nextday.uncertainty.online import ServedOnline
+    from nextday.uncertainty.stored_state import TABLE, state_rows
+
+    url = f"sqlite:///{elsewhere}/calibration.db"
+    calibration_store = Store(url)
+    calibration_store.create()
+    served = ServedOnline.of_version(
+        ExportMetadata.from_json(next(folder.rglob("metadata.json"))).online
+    )
+    state = replace(served.start(), multiplier=(1.5,), through="2024-01-02")
+    calibration_store.upsert(TABLE, state_rows(state, NAME, "2"))
+    done = subprocess.run(
+        [mlflow_cli, "models", "predict", "-m", f"models:/{NAME}/2", "-i", "request.json",
+         "-t", "json", "-o", "online.json", "--env-manager", "uv"],
+        cwd=elsewhere, env=env | {"NEXTDAY_CALIBRATION_URL": url}, capture_output=True,
+        text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
+    online = pd.DataFrame(json.loads((elsewhere / "online.json").read_text())["predictions"])
+    np.testing.assert_allclose(online["p50"], answer["p50"])
+    np.testing.assert_allclose(online["p90"] - online["p50"], 1.5 * (answer["p90"] - answer["p50"]))
+
     built = subprocess.run(
         [mlflow_cli, "models", "generate-dockerfile", "-m", f"models:/{NAME}/2",
          "--output-directory", "docker", "--env-manager", "virtualenv"],
