@@ -187,6 +187,28 @@ def test_gate_decides_production_and_challenger(store):
     assert list(out.columns) == ["prediction", "sigma", "p10", "p50", "p90", "out_of_range"]
 
 
+def test_an_online_rule_that_does_not_hold_leaves_the_version_static():
+    """The online rule is served only where its replay over the test days holds; otherwise
+    the version serves its static interval and is not held back for it."""
+    from nextday.export.gate import online_calibration, served_online
+    from nextday.export.settings import GateSettings
+    from nextday.uncertainty.online import OnlineSettings, ServedOnline
+
+    settings = GateSettings.from_config(compose().export.gate)  # band 0.75-0.85, slack 1%
+    offered = ServedOnline(OnlineSettings.from_config(compose().calibrate.online), ())
+    static = {"test_interval_score_80": 0.0600}
+    holds = static | {"test_online_coverage_80": 0.80, "test_online_interval_score_80": 0.0605}
+    costly = holds | {"test_online_interval_score_80": 0.0607}  # 1.2% above static
+    outside = holds | {"test_online_coverage_80": 0.86}
+    assert served_online(holds, offered, settings) is offered
+    assert online_calibration(holds, offered, settings).detail.startswith("serves online PID")
+    for worse in (costly, outside):
+        assert served_online(worse, offered, settings) is None
+        check = online_calibration(worse, offered, settings)
+        assert check.passed and check.detail.startswith("serves the static interval: online PID")
+    assert served_online(holds, None, settings) is None
+
+
 def test_promote_and_rollback_by_hand(store):
     _, cfg, _ = store
     client = mlflow.MlflowClient()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -72,6 +73,7 @@ def run_export(cfg: DictConfig) -> str:
             )
             metrics |= online
         checks = gate.acceptance(checked, metrics, settings, inputs.online)
+        inputs = replace(inputs, online=gate.served_online(metrics, inputs.online, settings.gate))
         train, val, drift_days = judged["train"], judged["val"], int(cfg.monitor.drift_days)
         reference = build_reference(spec.features, train, val, outputs, metrics, drift_days)
         files["reference"] = reference.to_json(folder / artifacts.REFERENCE.name).name
