@@ -116,7 +116,8 @@ def test_export_logs_checked_files_and_metadata(store):
     assert metrics["parity_mc_share_abs_z_above_4"] <= 0.02
     assert 0.9 <= metrics["parity_mc_spread_ratio"] <= 1.1
     assert metrics["fp16_max_abs_err_prediction"] < 1e-3
-    assert metrics["parity_calibration_max_abs_diff"] <= 1e-5
+    assert metrics["parity_calibration_max_rel_diff"] <= 1e-5
+    assert metrics["parity_calibration_sd_ulps"] <= 16
     for name in ("test_mae", "baseline_zero_test_mae", "test_coverage_80", "dm_zero_mae_p"):
         assert np.isfinite(metrics[name]), name
     inference = ModelInference(f"models:/{NAME}/1")
@@ -283,16 +284,30 @@ def test_the_graphs_calibration_is_calibration_apply(tmp_path):
     files = write_onnx(model, spec, calibration, tmp_path, 1, 8, seed=5, opset=17)
     part = graphs.calibration_part(onnx.load(tmp_path / files["mc"]))
     assert [i.name for i in part.graph.input] == [graphs.SAMPLES, graphs.INPUT_NAME]
+    limits = compose([]).export.parity
+    tolerance = limits.calibration_tolerance
     for samples in (mc_samples(model, x, 8, seed=1), rng.normal(0.0, 0.03, size=(8, 300))):
         difference = parity.calibration_difference(
             tmp_path / files["mc"], calibration, spec.features, samples, x
         )
-        assert difference <= 1e-5, difference
-    other = replace(calibration, quantiles=tuple(1.1 * q for q in calibration.quantiles))
-    wrong = parity.calibration_difference(
-        tmp_path / files["mc"], other, spec.features, mc_samples(model, x, 8, seed=1), x
-    )
-    assert wrong > 1e-3, wrong
+        assert difference.max_relative <= tolerance, difference
+        assert difference.sd_ulps <= limits.calibration_sd_ulps, difference
+        assert difference.max_abs <= 1e-5, difference
+    samples = mc_samples(model, x, 8, seed=1)
+    # a graph of another calibration is far outside the tolerance: one quantile shifted by 1%
+    # of its value, every quantile 10% wider, or the scale read from other feature columns
+    shifted = list(calibration.quantiles)
+    shifted[1] *= 1.01  # the 10% level: p10
+    wrong_features = ("hl_range", "vol_20d")
+    for other in (
+        replace(calibration, quantiles=tuple(shifted)),
+        replace(calibration, quantiles=tuple(1.1 * q for q in calibration.quantiles)),
+        replace(calibration, scale_features=wrong_features),
+    ):
+        wrong = parity.calibration_difference(
+            tmp_path / files["mc"], other, spec.features, samples, x
+        )
+        assert wrong.max_relative > 100 * tolerance, (other, wrong)
 
 
 def test_the_drift_reference_keeps_its_json_shape(tmp_path):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nextday.export.parity import Parity
+    from nextday.export.parity import CalibrationDifference, Parity
     from nextday.export.settings import ExportSettings, GateSettings
     from nextday.uncertainty.online import ServedOnline
 
@@ -31,14 +31,18 @@ def acceptance(
     online: ServedOnline | None,
 ) -> list[Check]:
     """What any version must show on its own, from its parity results and the served
-    output's metrics (`nextday.export.judging`): parity, calibration (and which one it serves
-    of the static interval and the online rule calibrate `online` offered) and skill."""
-    tolerance = settings.parity.tolerance
+    output's metrics (`nextday.export.judging`): parity, calibration of the interval it serves
+    (the online rule calibrate `online` offered, or the static interval) and skill."""
+    serves = served_online(metrics, online, settings.gate)
     return [
-        parity_deterministic(parity.max_abs_diff, tolerance),
+        parity_deterministic(parity.max_abs_diff, settings.parity.tolerance),
         Check("parity_mc", parity.mc_ok, parity.mc_detail),
-        parity_calibration(parity.calibration_max_abs_diff, tolerance),
-        calibration(metrics["test_coverage_80"], settings.gate.coverage_band),
+        parity_calibration(
+            parity.calibration,
+            settings.parity.calibration_tolerance,
+            settings.parity.calibration_sd_ulps,
+        ),
+        calibration(metrics, serves, settings.gate.coverage_band),
         online_calibration(metrics, online, settings.gate),
         beats_zero(metrics.get("dm_zero_mae_p", float("nan")), settings.gate.significance),
     ]
@@ -53,23 +57,38 @@ def parity_deterministic(max_abs_diff: float, tolerance: float) -> Check:
     )
 
 
-def parity_calibration(max_abs_diff: float, tolerance: float) -> Check:
-    """The MC graph's calibration answers what `Calibration.apply` answers."""
+def parity_calibration(
+    difference: CalibrationDifference, tolerance: float, sd_ulps: float
+) -> Check:
+    """The MC graph's calibration answers what `Calibration.apply` answers, at float32's
+    precision (`CalibrationDifference`): its outputs relative to each row's sigma, given the
+    graph's own MC spread, and that spread in float32 units of the row's samples."""
     return Check(
         "parity_calibration",
-        max_abs_diff <= tolerance,
-        f"max |ONNX - Calibration.apply| {max_abs_diff:.2e} on the same MC samples "
-        f"(limit {tolerance:.0e})",
+        difference.max_relative <= tolerance and difference.sd_ulps <= sd_ulps,
+        f"max |ONNX - Calibration.apply| / sigma {difference.max_relative:.2e} on the same MC "
+        f"samples (limit {tolerance:.0e}), MC spread within {difference.sd_ulps:.1f} float32 "
+        f"ulps of the samples (limit {sd_ulps:g}); absolute {difference.max_abs:.2e}",
     )
 
 
-def calibration(coverage: float, band: tuple[float, float]) -> Check:
-    """The 80% interval covers about 80% of test outcomes."""
+def calibration(
+    metrics: Mapping[str, float], serves: ServedOnline | None, band: tuple[float, float]
+) -> Check:
+    """The 80% interval the version serves covers about 80% of test outcomes: the online
+    rule's replay over the test days when it serves one (`served_online`), else the static
+    interval's test coverage."""
     low, high = band
+    if serves is None:
+        coverage, which = metrics["test_coverage_80"], "the static interval"
+    else:
+        coverage = metrics["test_online_coverage_80"]
+        which = f"{serves.settings.describe()} replayed over the test days"
     return Check(
         "calibration",
         low <= coverage <= high,
-        f"test coverage of the 80% interval {coverage:.3f} (band {low:.2f}-{high:.2f})",
+        f"serves {which}: test coverage of the 80% interval {coverage:.3f} "
+        f"(band {low:.2f}-{high:.2f})",
     )
 
 

@@ -278,8 +278,8 @@ def join(samples_graph, calibration_graph):
 
 def calibration_part(mc_graph):
     """The calibration inside a joined MC graph as a model of its own: `samples` and
-    `features` in, the five served outputs out. Export's parity check runs it against
-    `Calibration.apply` on the same samples."""
+    `features` in, the five served outputs and `mc_sd` out. Export's parity check runs it
+    against `Calibration.apply` on the same samples."""
     import onnx
 
-    return onnx.utils.Extractor(mc_graph).extract_model([SAMPLES, INPUT_NAME], list(OUTPUTS))
+    return onnx.utils.Extractor(mc_graph).extract_model([SAMPLES, INPUT_NAME], list(MC_OUTPUTS))

@@ -33,7 +33,7 @@ class Parity:
     deterministic: pd.DataFrame  # one row per case (`deterministic`)
     mc: dict[str, float]  # `mc`
     mc_ok: bool  # `mc_passes`
-    calibration_max_abs_diff: float  # `calibration`
+    calibration: CalibrationDifference  # `calibration_difference`
     float16: dict[str, float]  # `float16_error`
 
     @property
@@ -55,7 +55,9 @@ class Parity:
             "parity_max_abs_diff": self.max_abs_diff,
             "parity_test_max_abs_diff": float(self.deterministic["max_abs_diff"].iloc[0]),
             **prefixed(self.mc, "parity_mc"),
-            "parity_calibration_max_abs_diff": self.calibration_max_abs_diff,
+            "parity_calibration_max_abs_diff": self.calibration.max_abs,
+            "parity_calibration_max_rel_diff": self.calibration.max_relative,
+            "parity_calibration_sd_ulps": self.calibration.sd_ulps,
             **self.float16,
         }
 
@@ -86,7 +88,7 @@ def check(
         deterministic=table,
         mc=mc_result,
         mc_ok=mc_passes(mc_result, settings.mc_max_share_z_above_4, settings.mc_spread_band),
-        calibration_max_abs_diff=calibration_difference(
+        calibration=calibration_difference(
             folder / files["mc"], calibration, spec.features, samples, rows
         ),
         float16=float16_error(folder, files, test_x),
@@ -176,16 +178,36 @@ def mc_passes(result: dict[str, float], max_share: float, spread_band: tuple[flo
     return result["share_abs_z_above_4"] <= max_share and low <= result["spread_ratio"] <= high
 
 
+@dataclass(frozen=True)
+class CalibrationDifference:
+    """The MC graph's calibration against `Calibration.apply` on the same samples, judged at
+    float32's precision in two parts.
+
+    - `sd_ulps`: the graph's MC spread against the float64 one, in float32 units in the last
+      place of the row's largest sample. A spread below the samples' float32 resolution (the
+      passes of a row whose dropout changes nothing) is rounding noise either way, and the
+      scale reads it through log(sd): judged apart, in the samples' own units.
+    - `max_relative`: the five outputs against `Calibration.outputs` of the float64 mean and
+      the graph's own spread, relative to each row's sigma: the quantiles, the scale weights
+      and columns, the sigma factor. float32 rounds these at a few parts in a million; a
+      quantile off by 1% of its value or a wrong scale column is off by 1e-2 or more.
+    `max_abs` is the plain largest |ONNX - Calibration.apply| over the five outputs."""
+
+    max_abs: float
+    max_relative: float
+    sd_ulps: float
+
+
 def calibration_difference(
     mc_graph: Path,
     calibration: Calibration,
     features: Sequence[str],
     samples: np.ndarray,
     x: np.ndarray,
-) -> float:
-    """The largest |ONNX - `Calibration.apply`| over the five outputs: the MC graph's
-    calibration part and the NumPy calibration on the same `samples` (passes x rows of `x`).
-    The graph computes in float32, so both read the samples rounded to float32."""
+) -> CalibrationDifference:
+    """The MC graph's calibration part and the NumPy calibration on the same `samples`
+    (passes x rows of `x`), as `CalibrationDifference` says. The graph computes in float32, so
+    both read the samples rounded to float32."""
     import onnx
 
     part = runtime.session(graphs.calibration_part(onnx.load(mc_graph)).SerializeToString())
@@ -196,8 +218,19 @@ def calibration_difference(
         zip(names, part.run(None, {graphs.SAMPLES: samples, graphs.INPUT_NAME: x}), strict=True)
     )
     columns = scale_columns(features, calibration.scale_features)
-    expected = calibration.apply(samples.astype(np.float64), own_features(x)[:, columns])
-    return max(float(np.max(np.abs(served[n] - expected[n]))) for n in OUTPUTS)
+    scale_x = own_features(x)[:, columns]
+    wide = samples.astype(np.float64)
+    expected = calibration.apply(wide, scale_x)
+    given_sd = calibration.outputs(wide.mean(axis=0), served["mc_sd"].astype(np.float64), scale_x)
+    sigma = np.maximum(np.abs(given_sd["sigma"]), np.finfo(np.float32).tiny)
+    relative = np.max([np.abs(served[n] - given_sd[n]) / sigma for n in OUTPUTS], axis=0)
+    resolution = np.spacing(np.abs(samples).max(axis=0))
+    sd_error = np.abs(served["mc_sd"] - wide.std(axis=0)) / resolution
+    return CalibrationDifference(
+        max_abs=max(float(np.max(np.abs(served[n] - expected[n]))) for n in OUTPUTS),
+        max_relative=float(relative.max()),
+        sd_ulps=float(sd_error.max()),
+    )
 
 
 def float16_error(folder: Path, files: dict[str, str], x: np.ndarray) -> dict[str, float]:

@@ -77,7 +77,8 @@ def render(
         "",
         "## Parity: the MC graph's calibration vs Calibration.apply (same MC samples)",
         "",
-        f"Max absolute difference over the five outputs: {parity.calibration_max_abs_diff:.2e}.",
+        "Max difference over the five outputs, relative to each row's sigma: "
+        f"{parity.calibration.max_relative:.2e} (absolute {parity.calibration.max_abs:.2e}).",
         "",
         "## float16 variant vs float32 (MC graph, same masks)",
         "",

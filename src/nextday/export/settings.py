@@ -11,7 +11,9 @@ from nextday.inference.model import RANGE_POLICIES
 
 @dataclass(frozen=True)
 class ParitySettings:
-    tolerance: float  # max |ONNX - reference| of the deterministic graph and the calibration
+    tolerance: float  # max |ONNX - Keras| of the deterministic graph
+    calibration_tolerance: float  # max |ONNX - Calibration.apply| / the row's sigma
+    calibration_sd_ulps: float  # max |MC spread, ONNX - float64| in float32 ulps of the samples
     mc_rows: int  # test rows for the statistical MC check (and the calibration check)
     mc_calls: int  # calls of each side per row
     mc_max_share_z_above_4: float
@@ -22,6 +24,8 @@ class ParitySettings:
         low, high = parity["mc_spread_band"]
         return cls(
             tolerance=float(parity["tolerance"]),
+            calibration_tolerance=float(parity["calibration_tolerance"]),
+            calibration_sd_ulps=float(parity["calibration_sd_ulps"]),
             mc_rows=int(parity["mc_rows"]),
             mc_calls=int(parity["mc_calls"]),
             mc_max_share_z_above_4=float(parity["mc_max_share_z_above_4"]),

@@ -168,7 +168,12 @@ class Calibration:
     def apply(self, samples: np.ndarray, scale_x: np.ndarray) -> dict[str, np.ndarray]:
         """The served outputs (prediction, sigma, p10, p50, p90) from MC draws (passes x rows)
         and each row's scale features: what the ONNX graph computes."""
-        mean, sd = samples.mean(axis=0), samples.std(axis=0)
+        return self.outputs(samples.mean(axis=0), samples.std(axis=0), scale_x)
+
+    def outputs(
+        self, mean: np.ndarray, sd: np.ndarray, scale_x: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """`apply` from the draws' per-row mean and spread."""
         scale = self.scale(scale_x, sd)
         quantiles = {name: mean + scale * self.quantile(q) for name, q in QUANTILE_LEVELS.items()}
         out = {"prediction": mean, "sigma": scale * self.sigma_factor, **quantiles}
