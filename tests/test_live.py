@@ -74,13 +74,23 @@ def test_the_continued_market_carries_on_from_the_history():
 
 def test_continuing_refuses_a_history_of_other_symbols():
     history = generate_market(SPEC)
-    short = RawMarket(
-        ohlcv=history.ohlcv[history.ohlcv["symbol"] != history.ohlcv["symbol"].iloc[0]],
+    first = history.ohlcv["symbol"].iloc[0]
+    other = RawMarket(
+        ohlcv=history.ohlcv.assign(symbol=history.ohlcv["symbol"].replace(first, "ZZZZ")),
         earnings=history.earnings,
         source="synthetic",
     )
-    with pytest.raises(ValueError, match="no bars of symbols"):
-        continue_market(SPEC, short, days=10)
+    with pytest.raises(ValueError, match=r"symbols \['ZZZZ'\] that this market does not draw"):
+        continue_market(SPEC, other, days=10)
+    # a symbol prepare's checks dropped is not continued: the others are
+    kept = RawMarket(
+        ohlcv=history.ohlcv[history.ohlcv["symbol"] != first],
+        earnings=history.earnings,
+        source="synthetic",
+    )
+    continued = continue_market(SPEC, kept, days=10)
+    assert set(continued.ohlcv["symbol"]) == set(kept.ohlcv["symbol"])
+    assert first not in set(continued.earnings["symbol"])
 
 
 @pytest.fixture(scope="module")

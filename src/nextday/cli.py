@@ -18,8 +18,10 @@ steps:
   export    ONNX graphs checked against Keras, a registered version, promoted if the gate passes
   backtest  walk-forward over the val+test days: forecasts, a long-short strategy, regimes
   monitor   actuals, rolling MAE, coverage and drift of logged predictions; alerts
-  live      simulate a live period (the built-in market continued, a regime change) and log
-            the model's predictions, for monitor to judge
+  forecast  the daily run after a close: new bars into the store, tomorrow's forecasts from
+            the production versions, the book and orders (forecast.as_of=, .session=pre_open)
+  live      the daily run replayed over simulated days of the built-in market (a regime
+            change planted), each followed by the monitor's update
   main      run the whole chain, each step as its own MLflow run
   versions  list the registered versions: aliases, stage, the gate's decision, test MAE
   promote   make a registered version production: promote model=normal version=3
@@ -30,6 +32,7 @@ steps:
 examples:
   python -m nextday prepare experiment=quick
   python -m nextday prepare data=csv data.path='prices/*.csv' store=postgres
+  python -m nextday forecast data=csv data.path='prices/*.csv' store=postgres
 """
 
 
@@ -41,6 +44,7 @@ def _steps():
     from nextday.steps.backtest import run_backtest
     from nextday.steps.calibrate import run_calibrate
     from nextday.steps.export import run_export
+    from nextday.steps.forecast import run_forecast
     from nextday.steps.live import run_live
     from nextday.steps.main import run_main
     from nextday.steps.monitor import run_monitor
@@ -61,6 +65,7 @@ def _steps():
         "calibrate": run_calibrate,
         "export": run_export,
         "backtest": run_backtest,
+        "forecast": run_forecast,
         "monitor": run_monitor,
         "live": run_live,
         "main": run_main,
@@ -103,8 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(USAGE, file=sys.stderr)
         return 2
-    if step in STEPS_TAKING_OVERRIDES:
-        steps[step](cfg, overrides)
-    else:
-        steps[step](cfg)
+    from nextday.daily import ForecastRefused
+
+    try:
+        if step in STEPS_TAKING_OVERRIDES:
+            steps[step](cfg, overrides)
+        else:
+            steps[step](cfg)
+    except ForecastRefused as refusal:  # a guard of the daily run: nothing was written
+        print(f"nextday {step}: {refusal}", file=sys.stderr)
+        return 2
     return 0

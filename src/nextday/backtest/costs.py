@@ -240,17 +240,37 @@ def _median_fill(frame, listed: np.ndarray, what: str, why: str, notes: list[str
     return pd.DataFrame(filled, index=frame.index, columns=frame.columns)
 
 
-def _impact_sums(trades: pd.DataFrame, frictions: Frictions, model: CostModel):
-    """Per date: the spread cost, sum |dw|^1.5 Y sigma / sqrt(ADV) (impact at capital 1), and
-    the |dw| / ADV array (participation at capital 1)."""
+def _cost_terms(trades: pd.DataFrame, frictions: Frictions, model: CostModel):
+    """Per date and name: the spread cost |dw| s, the impact at capital 1
+    |dw|^1.5 Y sigma / sqrt(ADV) (0 where ADV is unknown), and the participation at capital 1
+    |dw| / ADV (NaN where unknown)."""
     aligned = frictions.aligned(trades.index, trades.columns)
     traded = np.abs(trades.to_numpy(dtype=float))
     traded = np.where(np.isfinite(traded), traded, 0.0)
-    spread = (traded * aligned.half_spread.to_numpy()).sum(axis=1)
+    spread = traded * aligned.half_spread.to_numpy()
     per_dollar = traded / aligned.adv.to_numpy()  # NaN where ADV is unknown: no impact
     terms = model.impact_coefficient * traded * aligned.sigma.to_numpy() * np.sqrt(per_dollar)
-    impact = np.where(np.isnan(terms), 0.0, terms).sum(axis=1)
-    return spread, impact, per_dollar
+    return spread, np.where(np.isnan(terms), 0.0, terms), per_dollar
+
+
+def _impact_sums(trades: pd.DataFrame, frictions: Frictions, model: CostModel):
+    """Per date: the spread cost, the impact at capital 1 (`_cost_terms` summed over names),
+    and the |dw| / ADV array."""
+    spread, impact, per_dollar = _cost_terms(trades, frictions, model)
+    return spread.sum(axis=1), impact.sum(axis=1), per_dollar
+
+
+def name_costs(
+    trades: pd.DataFrame, frictions: Frictions, capital: float, model: CostModel
+) -> pd.DataFrame:
+    """What each name's trade costs (spread + impact, a fraction of capital) per date: the
+    terms `daily_costs` adds up, for an order list."""
+    if not capital > 0:
+        raise ValueError(f"capital={capital}: expected a positive number of dollars")
+    spread, impact, _ = _cost_terms(trades, frictions, model)
+    return pd.DataFrame(
+        spread + impact * np.sqrt(capital), index=trades.index, columns=trades.columns
+    )
 
 
 def daily_costs(

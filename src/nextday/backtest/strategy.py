@@ -104,31 +104,40 @@ def wide(rows: pd.DataFrame, values) -> pd.DataFrame:
 
 def legs(signal: pd.DataFrame, rule: TradingRule) -> tuple[np.ndarray, np.ndarray]:
     """Boolean date x symbol masks of the long and the short leg under `rule`; `signal` is
-    NaN where a name cannot be traded that day (no row, or no realized return)."""
+    NaN where a name cannot be traded that day (no row, or no realized return). Day t of the
+    frame is day t of the book (`revise_legs`), which starts empty."""
     values = signal.to_numpy(dtype=np.float64)
     days, names = values.shape
     long, short = np.zeros((days, names), bool), np.zeros((days, names), bool)
     held_long, held_short = np.zeros(names, bool), np.zeros(names, bool)
     for t in range(days):
-        tradable = np.isfinite(values[t])
-        n = int(tradable.sum())
-        if n < 2:  # nothing to rank (a thin or empty day): the legs stand as they are
-            long[t], short[t] = held_long, held_short
-            continue
-        held_long &= tradable
-        held_short &= tradable
-        if t % rule.rebalance_every == 0 or not (held_long.any() and held_short.any()):
-            k = max(1, int(n * rule.quantile))
-            k_exit = max(k, int(n * rule.exit_quantile))
-            # best first; ties broken by column order; untradable names last
-            top = np.argsort(-np.where(tradable, values[t], -np.inf), kind="stable")
-            held_long = _revise(held_long, top, k, k_exit)
-            # a name of the long leg is never a short candidate (ties of a flat signal)
-            shortable = tradable & ~held_long
-            bottom = np.argsort(np.where(shortable, values[t], np.inf), kind="stable")
-            held_short = _revise(held_short & shortable, bottom, k, k_exit)
+        held_long, held_short = revise_legs(held_long, held_short, values[t], rule, t)
         long[t], short[t] = held_long, held_short
     return long, short
+
+
+def revise_legs(
+    held_long: np.ndarray, held_short: np.ndarray, values: np.ndarray, rule: TradingRule, day: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One day of the book: the legs after day `day` (counted from the book's first) given the
+    legs held before it and the day's signal (one value per name, NaN: not tradable). The
+    backtest steps it over its period and the daily run once per close: one rule."""
+    tradable = np.isfinite(values)
+    n = int(tradable.sum())
+    if n < 2:  # nothing to rank (a thin or empty day): the legs stand as they are
+        return held_long.copy(), held_short.copy()
+    held_long, held_short = held_long & tradable, held_short & tradable
+    if day % rule.rebalance_every == 0 or not (held_long.any() and held_short.any()):
+        k = max(1, int(n * rule.quantile))
+        k_exit = max(k, int(n * rule.exit_quantile))
+        # best first; ties broken by column order; untradable names last
+        top = np.argsort(-np.where(tradable, values, -np.inf), kind="stable")
+        held_long = _revise(held_long, top, k, k_exit)
+        # a name of the long leg is never a short candidate (ties of a flat signal)
+        shortable = tradable & ~held_long
+        bottom = np.argsort(np.where(shortable, values, np.inf), kind="stable")
+        held_short = _revise(held_short & shortable, bottom, k, k_exit)
+    return held_long, held_short
 
 
 def _revise(held: np.ndarray, order: np.ndarray, k: int, k_exit: int) -> np.ndarray:

@@ -51,11 +51,19 @@ BACKTEST_MODE = "nextday.backtest.mode"
 MONITOR_MODEL = "nextday.monitor.model"
 MONITOR_VERSION = "nextday.monitor.version"
 MONITOR_ALERTS = "nextday.monitor.alerts"
+LAST_FORECAST = "nextday.monitor.last_forecast"  # the daily run's newest as-of day
 LIVE_MODEL = "nextday.live.model"
 LIVE_VERSION = "nextday.live.version"
 LIVE_FIRST_DATE = "nextday.live.first_date"
 LIVE_LAST_DATE = "nextday.live.last_date"
 LIVE_CHANGE = "nextday.live.change"
+
+# forecast (the daily run)
+AS_OF = "nextday.as_of"  # the close the forecast is made from
+TARGET_DATE = "nextday.target_date"  # the session it forecasts
+FORECAST_SESSION = "nextday.forecast.session"  # evening or pre_open
+FORECAST_VERSION = "nextday.forecast.version."  # + model: the version that scored, or why none
+RESTATED = "nextday.forecast.restated"  # the symbols whose stored bars the source restated
 
 # main
 REUSE_KEY = "nextday.reuse_key"

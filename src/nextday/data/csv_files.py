@@ -45,8 +45,14 @@ _BARE_NUMBER = r"^[+-]?\d+(?:\.\d*)?$"
 _ZONE_SUFFIX = r"\d:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
 
-def load_csv(path: str, earnings_path: str | None = None, default_timing: str = "amc") -> RawMarket:
-    """Load bars from `path` (a file or a glob) and optional earnings from `earnings_path`."""
+def load_csv(
+    path: str,
+    earnings_path: str | None = None,
+    default_timing: str = "amc",
+    bmo_through: pd.Timestamp | None = None,
+) -> RawMarket:
+    """Load bars from `path` (a file or a glob) and optional earnings from `earnings_path`
+    (`bmo_through`: see `assign_session_dates`)."""
     if default_timing not in TIMINGS:
         raise DataSourceError(f"default_timing {default_timing!r} is not one of {TIMINGS}")
     files = _expand(path)
@@ -58,7 +64,7 @@ def load_csv(path: str, earnings_path: str | None = None, default_timing: str = 
         earnings = empty_earnings()
         notes.append(NO_EARNINGS_NOTE)
     else:
-        earnings = _read_earnings(earnings_path, ohlcv, default_timing, notes)
+        earnings = _read_earnings(earnings_path, ohlcv, default_timing, notes, bmo_through)
     logger.info(
         "csv: %d bars of %d symbols from %d file(s), %d earnings reports",
         len(ohlcv),
@@ -337,7 +343,11 @@ def _parse_timing(table: pd.DataFrame, file: str, ts: pd.Series, default: str) -
 
 
 def _read_earnings(
-    file: str, ohlcv: pd.DataFrame, default_timing: str, notes: list[str]
+    file: str,
+    ohlcv: pd.DataFrame,
+    default_timing: str,
+    notes: list[str],
+    bmo_through: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """The earnings file in EARNINGS_COLUMNS, each report assigned to its session date."""
     if not os.path.isfile(file):
@@ -353,7 +363,7 @@ def _read_earnings(
             frame[column] = _parse_numbers(table, file, column, non_negative=False)
         else:
             frame[column] = np.nan
-    assigned = assign_session_dates(frame, ohlcv)
+    assigned = assign_session_dates(frame, ohlcv, bmo_through)
     dropped = len(frame) - len(assigned)
     if dropped:
         notes.append(

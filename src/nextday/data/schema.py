@@ -82,13 +82,17 @@ def infer_timing(ts: pd.Series, default: str = "amc") -> pd.Series:
     return pd.Series(np.where(midnight, default, timing), index=ts.index, dtype=object)
 
 
-def assign_session_dates(earnings: pd.DataFrame, ohlcv: pd.DataFrame) -> pd.DataFrame:
+def assign_session_dates(
+    earnings: pd.DataFrame, ohlcv: pd.DataFrame, bmo_through: pd.Timestamp | None = None
+) -> pd.DataFrame:
     """Set `session_date`: the symbol's trading date whose close last precedes the report.
 
     amc and intraday reports on date D belong to D (or the last trading date before D if D
     had no bar); bmo reports belong to the last trading date strictly before D. Reports of
     symbols without bars, before a symbol's first bar, or dated after its last bar are
     dropped: the rule would pin a later report onto the last bar and leak it into features.
+    `bmo_through`, the session after the last bar where a calendar says which it is (the
+    daily run's target), keeps a bmo report of that day: it belongs to the last bar.
     """
     if earnings.empty:
         return earnings.assign(session_date=pd.Series(dtype="datetime64[ns]"))
@@ -110,7 +114,11 @@ def assign_session_dates(earnings: pd.DataFrame, ohlcv: pd.DataFrame) -> pd.Data
         out.loc[mask, "session_date"] = session
     out["session_date"] = pd.to_datetime(out["session_date"])
     last_bar = out["symbol"].map(bars.groupby("symbol")["ts"].max())
-    out = out[report_day.to_numpy() <= last_bar.to_numpy()]
+    known = report_day.to_numpy() <= last_bar.to_numpy()
+    if bmo_through is not None:
+        next_open = (out["timing"] == "bmo") & (report_day == pd.Timestamp(bmo_through))
+        known |= next_open.to_numpy() & (last_bar.to_numpy() < np.datetime64(bmo_through))
+    out = out[known]
     return out.dropna(subset=["session_date"]).reset_index(drop=True)
 
 

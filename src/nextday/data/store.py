@@ -121,6 +121,55 @@ calibration_state_table = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 
+# the daily run (`forecast`): tomorrow's forecast of each symbol from one close
+forecasts_table = sa.Table(
+    "forecasts",
+    metadata,
+    sa.Column("as_of", sa.Date, primary_key=True),  # the close the features are from
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("target_date", sa.Date, nullable=False),  # the next session: the return's close
+    sa.Column("model", sa.String(16), nullable=False),  # normal | earnings
+    sa.Column("model_name", sa.String(64), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("prediction", sa.Float, nullable=False),
+    sa.Column("sigma", sa.Float),
+    sa.Column("p10", sa.Float),
+    sa.Column("p50", sa.Float),
+    sa.Column("p90", sa.Float),
+    sa.Column("out_of_range", sa.Boolean, nullable=False),
+    # a report lands before the next open: the normal model's forecast stands until the
+    # pre-open run rescores the symbol with the earnings model
+    sa.Column("earnings_pending", sa.Boolean, nullable=False),
+    sa.Column("session", sa.String(16), nullable=False),  # the run that wrote it
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# the book the daily run holds after each as-of close (target weights; shares at that close)
+positions_table = sa.Table(
+    "positions",
+    metadata,
+    sa.Column("as_of", sa.Date, primary_key=True),
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("weight", sa.Float, nullable=False),  # of capital: +long, -short
+    sa.Column("shares", sa.Float, nullable=False),
+    sa.Column("price", sa.Float, nullable=False),  # the as-of close
+    sa.Column("book_day", sa.Integer, nullable=False),  # sessions since the book started
+)
+
+# one row per daily run: what it did, so the monitor can tell a session without a forecast
+forecast_runs_table = sa.Table(
+    "forecast_runs",
+    metadata,
+    sa.Column("as_of", sa.Date, primary_key=True),
+    sa.Column("session", sa.String(16), primary_key=True),
+    sa.Column("target_date", sa.Date, nullable=False),
+    sa.Column("symbols", sa.Integer, nullable=False),
+    sa.Column("skipped", sa.Integer, nullable=False),
+    sa.Column("book_day", sa.Integer),  # NULL: no book (no model could score)
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
 TABLES = {
     t.name: t
     for t in (
@@ -130,6 +179,9 @@ TABLES = {
         model_predictions_table,
         model_drift_table,
         calibration_state_table,
+        forecasts_table,
+        positions_table,
+        forecast_runs_table,
     )
 }
 # time column of each table that becomes a TimescaleDB hypertable
@@ -251,12 +303,20 @@ class Store:
                 frame[column.name] = pd.to_datetime(frame[column.name])
         return frame
 
-    def upsert_many(self, frames: dict[str, pd.DataFrame]) -> dict[str, int]:
-        """Upsert several tables in one transaction: all of them land, or none."""
+    def upsert_many(
+        self,
+        frames: dict[str, pd.DataFrame],
+        replace: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, int]:
+        """Upsert several tables in one transaction: all of them land, or none. `replace`
+        (table -> column values) first deletes that table's rows with those values, in the
+        same transaction: a set of rows rewritten whole (a day's book)."""
         written = {}
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
+            for table, values in (replace or {}).items():
+                self._delete(cursor, TABLES[table], values)
             for table, frame in frames.items():
                 written[table] = self._upsert(cursor, TABLES[table], frame)
             connection.commit()
@@ -269,6 +329,21 @@ class Store:
 
     def upsert(self, table: str, frame: pd.DataFrame) -> int:
         return self.upsert_many({table: frame})[table]
+
+    def delete_many(self, deletes: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        """Delete (table, SQL condition, bound parameters) rows, all in one transaction."""
+        with self.engine.begin() as connection:
+            for table, where, params in deletes:
+                connection.execute(
+                    sa.text(f"DELETE FROM {TABLES[table].name} WHERE {where}"), params
+                )
+
+    def _delete(self, cursor, table: sa.Table, values: dict[str, Any]) -> None:
+        mark = "%s" if self.dialect == "postgresql" else "?"
+        where = " AND ".join(f'"{table.c[name].name}" = {mark}' for name in values)
+        row = pd.DataFrame([values]).reindex(columns=[c.name for c in table.columns])
+        converted = dict(zip(row.columns, _python_rows(table, row)[0], strict=True))
+        cursor.execute(f"DELETE FROM {table.name} WHERE {where}", [converted[n] for n in values])
 
     def _upsert(self, cursor, table: sa.Table, frame: pd.DataFrame) -> int:
         columns = [c.name for c in table.columns]

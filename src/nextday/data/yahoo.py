@@ -90,8 +90,10 @@ def fetch_yfinance(
     *,
     client: Any = None,
     sleep: Callable[[float], None] = time.sleep,
+    bmo_through: pd.Timestamp | None = None,
 ) -> RawMarket:
-    """Download daily bars from `start` to `end` (exclusive) and past earnings of `symbols`.
+    """Download daily bars from `start` to `end` (exclusive) and past earnings of `symbols`
+    (`bmo_through`: see `assign_session_dates`).
 
     `client` is the yfinance module unless a test passes a stand-in; `sleep` is injectable so
     tests can record the back-off without waiting.
@@ -119,7 +121,7 @@ def fetch_yfinance(
     notes = [f"{symbol}: {reason}" for symbol, reason in failed.items()]
     listed = list(ohlcv["symbol"].unique())
     reports = _fetch_earnings(client, listed, settings.earnings_limit, retry, notes)
-    earnings = _finish_earnings(reports, ohlcv, settings.default_timing)
+    earnings = _finish_earnings(reports, ohlcv, settings.default_timing, bmo_through)
     return RawMarket(ohlcv=ohlcv, earnings=earnings, source="yfinance", notes=notes)
 
 
@@ -314,7 +316,10 @@ def _exchange_time(stamps: pd.Series) -> pd.Series:
 
 
 def _finish_earnings(
-    reports: list[pd.DataFrame], ohlcv: pd.DataFrame, default_timing: str
+    reports: list[pd.DataFrame],
+    ohlcv: pd.DataFrame,
+    default_timing: str,
+    bmo_through: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """All reports in EARNINGS_COLUMNS with timing and session date (see assign_session_dates:
     reports dated after a symbol's last bar, beyond `end`, are dropped there)."""
@@ -330,6 +335,6 @@ def _finish_earnings(
         if column not in frame.columns:
             frame[column] = np.nan
         frame[column] = frame[column].astype("float64")
-    frame = assign_session_dates(frame[EARNINGS_COLUMNS], ohlcv)
+    frame = assign_session_dates(frame[EARNINGS_COLUMNS], ohlcv, bmo_through)
     frame["session_date"] = frame["session_date"].astype("datetime64[ns]")
     return frame.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)

@@ -240,9 +240,13 @@ class ModelInference:
         else:
             role = "mc_optimized"  # float16 is for GPUs: the CPU runs float32
         self.file = self.folder / files[role]
-        self.session = _session(
-            str(self.file), self.metadata.sha256[files[role]], CUDA if use_cuda else CPU, threads
+        self._session_key = (
+            str(self.file),
+            self.metadata.sha256[files[role]],
+            CUDA if use_cuda else CPU,
+            threads,
         )
+        self.session = _session(*self._session_key)
         self.provider = self.session.get_providers()[0]
         self.features: list[str] = list(self.metadata.features)
         self.window = int(self.metadata.window)
@@ -273,6 +277,12 @@ class ModelInference:
                 "%s v%s has no %s input: every row gets the wildest volatility bucket's "
                 "online multiplier", self.name, self.version, VOLATILITY_FEATURE,
             )  # fmt: skip
+
+    def restart_draws(self) -> None:
+        """A session of its own, whose MC draws start from the graph's seed: the same rows
+        get the same answer whatever this process asked before (the daily run restarts them
+        for each as-of day, so a rerun of a day answers as the first run did)."""
+        self.session = _session.__wrapped__(*self._session_key)
 
     @property
     def name(self) -> str:

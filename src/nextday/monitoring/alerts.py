@@ -17,9 +17,13 @@ RETRAIN = (
 )
 
 
+# a session with bars but no daily forecast: about the schedule, not the model
+FORECAST_MISSING = "forecast missing"
+
+
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # accuracy, calibration, prediction drift or feature drift
+    kind: str  # accuracy, calibration, prediction drift, feature drift or forecast missing
     message: str
     value: float
     limit: float

@@ -5,7 +5,7 @@ prediction, and the alerts they raise."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,11 +16,12 @@ from nextday.data.store import Store
 from nextday.evaluation.metrics import ic_undefined_reason
 from nextday.monitoring import drift
 from nextday.monitoring.accuracy import Summary, daily_series, summarize
-from nextday.monitoring.alerts import RETRAIN, Alert, alerts
+from nextday.monitoring.alerts import FORECAST_MISSING, RETRAIN, Alert, alerts
 from nextday.monitoring.calibration import CalibrationCheck
 from nextday.monitoring.settings import MonitorSettings
 
 if TYPE_CHECKING:
+    from nextday.daily.run import Schedule
     from nextday.inference.model import ModelInference
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,30 @@ class Monitoring:
     alerts: list[Alert]
     calibration: CalibrationCheck  # the static interval beside the online one served
 
+    schedule: Schedule | None = None  # the daily run's, where it runs on this store
+
     @property
     def recommendation(self) -> str | None:
-        return RETRAIN if self.alerts else None
+        about_the_model = [a for a in self.alerts if a.kind != FORECAST_MISSING]
+        return RETRAIN if about_the_model else None
+
+    def with_schedule(self, schedule: Schedule | None) -> Monitoring:
+        """The monitoring with the daily run's schedule, and its alert where a session with
+        bars has no forecast."""
+        raised = list(self.alerts)
+        if schedule is not None and schedule.missing:
+            days = ", ".join(str(d.date()) for d in schedule.missing[:5])
+            raised.append(
+                Alert(
+                    FORECAST_MISSING,
+                    f"{len(schedule.missing)} session(s) with bars in the store but no daily "
+                    f"forecast ({days}{', ...' if len(schedule.missing) > 5 else ''}): run "
+                    "`python -m nextday forecast forecast.catch_up=true`",
+                    float(len(schedule.missing)),
+                    0.0,
+                )
+            )
+        return replace(self, alerts=raised, schedule=schedule)
 
     @property
     def alert_kinds(self) -> str:
@@ -54,6 +76,8 @@ class Monitoring:
         metrics["monitor_psi_max"] = float(self.drift["psi"].max())
         metrics["monitor_drifted"] = float(len(self.drifted))
         metrics["monitor_alerts"] = float(len(self.alerts))
+        if self.schedule is not None:
+            metrics["monitor_forecast_missing_sessions"] = float(len(self.schedule.missing))
         return metrics | self.calibration.metrics
 
     def drift_rows(self, run_ts: pd.Timestamp, name: str, version: str) -> pd.DataFrame:

@@ -2,11 +2,9 @@
 
 The monitor needs traffic to judge. On the synthetic market, `continue_market` carries the
 prepared market on for some trading days (same symbols, prices continued from their last
-close, optionally with a planted regime change), and `live_features` computes what a live
-system would have at each close: the features of the new days, from the stored history plus
-the new bars, with nothing of the future. `simulate` puts them into the store as a live data
-feed would, and `serve` has the model answer each new day as a service would, every answer
-logged, with the daily monitor's update of the online calibration between the days;
+close, optionally with a planted regime change). `live` replays the daily run (`forecast`)
+over those days, one close at a time: the new bars into the store, the outcomes they complete
+learnt by the online calibration, the features and the version's answers, the book.
 `served_coverage` then compares the static and the served interval around the change.
 """
 
@@ -20,7 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 from omegaconf import OmegaConf
 
-from nextday.data.schema import EARNINGS_COLUMNS, OHLCV_COLUMNS, RawMarket
+from nextday.data.schema import RawMarket
 from nextday.data.store import Store
 from nextday.data.synthetic import (
     TRADING_DAYS_PER_YEAR,
@@ -29,18 +27,13 @@ from nextday.data.synthetic import (
     generate_market,
     spec_from_config,
 )
-from nextday.dataset.build import compute_features
 from nextday.evaluation import intervals
-from nextday.features import TECHNICAL_FEATURES
 from nextday.features.technical import LONGEST_WINDOW
-from nextday.monitoring import calibration
 from nextday.monitoring.actuals import fill_actuals, logged_predictions
-from nextday.monitoring.settings import LiveSettings
 from nextday.uncertainty.stored_state import static_interval
 
 if TYPE_CHECKING:
     from nextday.inference.model import ModelInference
-    from nextday.monitoring.logger import PredictionLogger
 
 SOURCE = "synthetic"  # the prepared market's bars in the store
 LIVE_SOURCE = "synthetic-live"  # the live period's
@@ -80,10 +73,13 @@ def continue_market(
         change=None if change is None else replace(change, day=BURN_IN + change.day),
     )
     market = generate_market(live_spec, spec.seed + 1 if path_seed is None else path_seed)
-    ohlcv = market.ohlcv
-    missing = sorted(set(ohlcv["symbol"]) - set(bars["symbol"]))
-    if missing:
-        raise ValueError(f"the history has no bars of symbols {missing[:5]}: another market?")
+    foreign = sorted(set(bars["symbol"]) - set(market.ohlcv["symbol"]))
+    if foreign:
+        raise ValueError(
+            f"the history has symbols {foreign[:5]} that this market does not draw: another market?"
+        )
+    # the symbols prepare kept (its quality checks may drop some the generator draws)
+    ohlcv = market.ohlcv[market.ohlcv["symbol"].isin(set(bars["symbol"]))]
 
     # level of each symbol: its last close and mean volume over the burn-in, history vs draw
     def levels(frame: pd.DataFrame) -> pd.DataFrame:
@@ -100,40 +96,21 @@ def continue_market(
     session = pd.to_datetime(market.earnings["session_date"])
     regimes = market.regimes
     assert regimes is not None  # the synthetic market always records its regimes
+    kept = session.isin(dates) & market.earnings["symbol"].isin(set(bars["symbol"]))
     return RawMarket(
         ohlcv=live.reset_index(drop=True),
-        earnings=market.earnings[session.isin(dates)].reset_index(drop=True),
+        earnings=market.earnings[kept].reset_index(drop=True),
         source=LIVE_SOURCE,
         regimes=regimes[regimes["ts"].isin(dates)].reset_index(drop=True),
         symbols=market.symbols,
     )
 
 
-def live_features(
-    history: RawMarket, live: RawMarket, max_days_since_earnings: int = 126
-) -> pd.DataFrame:
-    """Features of every live bar (symbol, ts, is_earnings, the 37 features), computed from
-    the history's bars and reports and the live ones. Features at a date use only bars up to
-    that close, so computing them all at once equals computing them day by day."""
-    ohlcv = pd.concat([history.ohlcv, live.ohlcv], ignore_index=True)
-    earnings = pd.concat([history.earnings, live.earnings], ignore_index=True)
-    frame, _ = compute_features(ohlcv, earnings, max_days_since_earnings)
-    dates = pd.to_datetime(live.ohlcv["ts"]).unique()
-    frame = frame[frame["date"].isin(dates)]
-    frame = frame[frame[TECHNICAL_FEATURES].notna().all(axis=1)]
-    return frame.drop(columns=["label", "position"]).rename(columns={"date": "ts"})
-
-
 @dataclass(frozen=True)
 class LivePeriod:
-    market: RawMarket  # the live bars and reports
-    features: pd.DataFrame  # of every live bar (see `live_features`)
+    dates: pd.DatetimeIndex  # the live sessions, in order
     after: pd.Timestamp  # the last bar of the prepared market
     change: RegimeChange | None
-
-    @property
-    def dates(self) -> pd.DatetimeIndex:
-        return pd.DatetimeIndex(pd.to_datetime(self.market.ohlcv["ts"]).sort_values().unique())
 
     @property
     def change_date(self) -> pd.Timestamp | None:
@@ -149,101 +126,48 @@ class LivePeriod:
         return f"{self.change.regime} x{self.change.vol_scale} volatility from {when.date()}"
 
 
-def prepared_market(config_yaml: str, prepare_id: str) -> MarketSpec:
-    """The synthetic market spec a prepare run generated, from its config.yaml."""
+def prepared_market(config_yaml: str, prepare_id: str):
+    """The data config a prepare run of the built-in market used (refused for another
+    source): live continues that market."""
     data = OmegaConf.create(config_yaml).data
     if str(data.source) != SOURCE:
         raise ValueError(
             f"live continues the built-in synthetic market; the model was trained on "
             f"data={data.source} (prepare run {prepare_id})"
         )
-    return spec_from_config(data)
+    spec_from_config(data)  # a config the generator takes
+    return data
 
 
-def stored_history(store: Store) -> RawMarket:
-    """The prepared market's last HISTORY_DAYS bars and all its reports, from the store."""
+def last_prepared_bar(store: Store) -> pd.Timestamp:
     with store.engine.connect() as connection:
-        dates = [
-            row[0]
-            for row in connection.execute(
-                sa.text(
-                    "SELECT DISTINCT ts FROM ohlcv WHERE source = :source ORDER BY ts DESC "
-                    "LIMIT :days"
-                ),
-                {"source": SOURCE, "days": HISTORY_DAYS},
-            )
-        ]
-    if not dates:
+        last = connection.execute(
+            sa.text("SELECT MAX(ts) FROM ohlcv WHERE source = :source"), {"source": SOURCE}
+        ).scalar()
+    if last is None:
         raise ValueError(
             "the store holds no bars of the synthetic market: run "
             "`python -m nextday prepare` first (with the same store)"
         )
-    params = {"source": SOURCE, "first": pd.Timestamp(min(dates)).date()}
-    ohlcv = store.read("ohlcv", "source = :source and ts >= :first", params)
-    earnings = store.read("earnings", "source = :source", {"source": SOURCE})
-    return RawMarket(ohlcv=ohlcv[OHLCV_COLUMNS], earnings=earnings[EARNINGS_COLUMNS], source=SOURCE)
+    return pd.Timestamp(last)
 
 
-def simulate(spec: MarketSpec, store: Store, settings: LiveSettings) -> LivePeriod:
-    """Continue the market `spec` describes past the last bar in `store`, and put the new
-    bars, reports and features into the store as a live data feed would."""
-    history = stored_history(store)
-    market = continue_market(spec, history, settings.days, settings.change)
-    features = live_features(history, market, settings.max_days_since_earnings)
-    store.upsert_many(
-        {
-            "ohlcv": market.ohlcv.assign(source=LIVE_SOURCE),
-            "earnings": market.earnings.assign(source=LIVE_SOURCE),
-            "feature_history": features,
-        }
+def clear(store: Store, first: pd.Timestamp, name: str) -> None:
+    """The rows an earlier live period left from `first` on (its bars, reports, features,
+    forecasts, books and the answers of model `name`), deleted in one transaction: the
+    period is a function of the config, and a rerun replays it whole."""
+    day = {"first": first.date()}
+    store.delete_many(
+        [
+            ("ohlcv", "source = :live and ts >= :first", day | {"live": LIVE_SOURCE}),
+            ("earnings", "source = :live and session_date >= :first", day | {"live": LIVE_SOURCE}),
+            ("feature_history", "ts >= :first", day),
+            ("model_predictions", "model_name = :name and ts >= :first", day | {"name": name}),
+            ("forecasts", "as_of >= :first", day),
+            ("positions", "as_of >= :first", day),
+            ("forecast_runs", "as_of >= :first", day),
+        ]
     )
-    return LivePeriod(market, features, pd.Timestamp(history.ohlcv["ts"].max()), settings.change)
-
-
-def require_row_model(model: ModelInference, uri: str) -> None:
-    """Live serves one feature row per symbol and day: a sequence model is refused."""
-    if model.window > 1:
-        raise ValueError(
-            f"{uri} is a sequence model: live serves one feature row per symbol and day, "
-            "not the window of past rows an LSTM takes"
-        )
-
-
-def serve(model: ModelInference, rows: pd.DataFrame, logger: PredictionLogger, store: Store) -> int:
-    """`model` answers `rows` (live features) one day at a time, every answer logged through
-    `logger` as a service's would be; returns the predictions written. Any prediction the
-    store did not take is an error.
-
-    For a version with an online calibration, the daily monitor is played too: the state
-    starts from the static calibration (a new deployment's), and before each day is served,
-    the outcomes of the day before (known at this day's close) update it in `store`, where
-    `model` (reading its state from there) finds it."""
-    model.logger = logger
-    calibration.restart(store, model.online, model.name, model.version)
-    previous = None
-    for day, features in rows.groupby("ts", sort=True):
-        if previous is not None and model.online is not None:
-            # the day before only: a rerun finds its own later days' rows of the last run
-            yesterday = logged_predictions(
-                store, model.name, model.version, as_of=pd.Timestamp(day), since=previous
-            )
-            known = fill_actuals(store, yesterday)
-            vol = calibration.prediction_volatility(store, known)
-            calibration.record(store, known, vol, model.online, model.name, model.version)
-        model.predict_batch(
-            features[model.features],
-            keys=features[["symbol", "ts"]].rename(columns={"ts": "date"}),
-        )
-        logger.flush()
-        previous = pd.Timestamp(day)
-    logger.close()
-    if logger.dropped or logger.rejected or logger.unwritten:
-        raise RuntimeError(
-            f"{logger.dropped} predictions dropped, {logger.rejected} refused and "
-            f"{logger.unwritten} not written (see {logger.dead_letter}): the store did not "
-            "take the prediction log"
-        )
-    return logger.written
 
 
 def served_coverage(

@@ -182,11 +182,18 @@ def _calibration_line(monitoring: Monitoring) -> str:
 def _page(monitoring: Monitoring, name: str, version: str, paths: list[Path]) -> str:
     raised = monitoring.alerts
     status = (
-        [f"<span class='warn'>{len(raised)} alert(s).</span> Recommendation: {RETRAIN}."]
+        [f"<span class='warn'>{len(raised)} alert(s).</span>"]
+        + ([f"Recommendation: {RETRAIN}."] if monitoring.recommendation else [])
         + [f"<span class='warn'>{a.kind}</span>: {a.message}" for a in raised]
         if raised
         else ["No alert: accuracy, coverage and drift are within their limits."]
     )
+    if monitoring.schedule is not None:
+        status.append(
+            f"Daily forecasts: the last as of the close of "
+            f"{monitoring.schedule.last_forecast.date()}; "
+            f"{len(monitoring.schedule.missing)} session(s) without one."
+        )
     return html_page.render(
         f"Monitor: {name} version {version}",
         {

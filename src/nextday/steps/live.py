@@ -1,32 +1,34 @@
-"""`live`: a simulated live period for the monitor to judge.
+"""`live`: the daily run replayed over simulated days, for the monitor to judge.
 
-The built-in market continues past the last bar prepare stored (`live.days` trading days,
-with a regime change from `live.change.after_days` on when set). The new bars, reports and
-features go into the store as the data feed of a live system would put them there, and the
-model answers each new day's cross-section through ModelInference with a PredictionLogger,
-as a service would: every prediction lands in `model_predictions` with its latency. Then
-`python -m nextday monitor` fills in the actuals and judges accuracy, coverage and drift.
+The built-in market continues past the last bar prepare stored (`live.days` sessions, with a
+regime change from `live.change.after_days` on when set), and each simulated close goes
+through the daily run's own code (`nextday.daily.run.run_day`), as `forecast` runs it each
+evening: the new bars into the store, the outcomes they complete learnt by the version's
+online calibration, the features, the version's answers (every one logged to
+`model_predictions`), the forecast and the book. Then `python -m nextday monitor` judges them.
+The run logs the static and the served interval's coverage before and after the planted
+change (`live_{static,online}_coverage_80_{before,after,window}`).
 
-For a version with an online calibration, the daily monitor's update of the online state is
-played between the days (from the static calibration on the first live day), and the run logs
-the static and the served interval's coverage before and after the planted change
-(`live_{static,online}_coverage_80_{before,after,window}`).
-
-The period is a function of the config: running it again rewrites the same rows.
+The period is a function of the config: running it again clears the period's rows and
+replays it.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from dataclasses import replace
 
 import mlflow
+import pandas as pd
 from omegaconf import DictConfig
 
 from nextday.contracts import artifacts, tags
-from nextday.models.data import row_filter
+from nextday.daily.calendar import WEEKDAYS, TradingCalendar
+from nextday.daily.run import DailyRun, run_day
+from nextday.daily.scoring import EARNINGS, NORMAL, Scorers, check_inputs
+from nextday.daily.settings import ForecastSettings
 from nextday.models.spec import model_spec
-from nextday.monitoring import live
+from nextday.monitoring import calibration, live
 from nextday.monitoring.settings import LiveSettings
 from nextday.steps.inputs import model_uri
 from nextday.steps.prepare import open_store
@@ -34,11 +36,13 @@ from nextday.tracking import step_run
 
 log = logging.getLogger(__name__)
 
+# when a simulated close is replayed: an hour after it, as a scheduled evening run would be
+RUN_AFTER_CLOSE = pd.Timedelta(hours=1)
+
 
 def run_live(cfg: DictConfig) -> str:
-    """Continue the prepared market, serve each new day and log every answer."""
+    """Continue the prepared market and replay the daily run over it, one close at a time."""
     from nextday.inference.model import ModelInference
-    from nextday.monitoring.logger import DEAD_LETTER_NAME, PredictionLogger
     from nextday.uncertainty.stored_state import CalibrationStore
 
     settings = LiveSettings.from_config(cfg)
@@ -46,52 +50,74 @@ def run_live(cfg: DictConfig) -> str:
     with step_run(cfg, "live", model=spec.name) as run:
         uri = model_uri(cfg, spec.name, settings.model)
         password_env = cfg.store.get("password_env")
-        # the state is read on every day's call (ttl 0): the daily update lands before it
+        # the state is read on every day's call (ttl 0): each day's update lands before it
         reading = CalibrationStore(str(cfg.store.url), ttl=0.0, password_env=password_env)
         model = ModelInference(uri, device="cpu", calibration=reading)
-        live.require_row_model(model, uri)
+        check_inputs(model, spec.name)
         runs = model.metadata.runs
         config = mlflow.artifacts.load_text(f"runs:/{runs['prepare']}/{artifacts.CONFIG.path}")
-        market = live.prepared_market(config, runs["prepare"])  # refused before any write
+        data = live.prepared_market(config, runs["prepare"])  # refused before any write
         store = open_store(cfg)
-        period = live.simulate(market, store, settings)
-        logger = PredictionLogger(
-            str(cfg.store.url),
-            background=False,
-            password_env=password_env,
-            dead_letter=Path(str(cfg.paths.root)) / DEAD_LETTER_NAME,
+        calendar = TradingCalendar(WEEKDAYS)  # the built-in market's
+        days = _live_days(calendar, live.last_prepared_bar(store), settings.days)
+        other = EARNINGS if spec.name == NORMAL else NORMAL
+        scorers = Scorers(
+            models={spec.name: model},
+            missing={other: f"live replays {model.name} v{model.version} alone"},
+            fallback=False,
         )
-        served = period.features[row_filter(period.features, spec.evaluate_rows)]
-        written = live.serve(model, served, logger, store)
-        dates = period.dates
+        daily = DailyRun(
+            replace(
+                ForecastSettings.from_config(cfg),
+                as_of=None, session="evening", catch_up=False, models=(spec.name,),
+            ),
+            store, calendar, data, cfg.quality, scorers, settings,
+        )  # fmt: skip
+        live.clear(store, days[0], model.name)
+        calibration.restart(store, model.online, model.name, model.version)
+        for day in days:
+            run_day(daily, day, now=calendar.close_time(day) + RUN_AFTER_CLOSE)
+        period = live.LivePeriod(days, calendar.previous_session(days[0]), settings.change)
         mlflow.set_tags(
             {
                 tags.input_tag("prepare"): runs["prepare"],
                 tags.input_tag("export"): runs["export"],
                 tags.LIVE_MODEL: uri,
                 tags.LIVE_VERSION: model.version,
-                tags.LIVE_FIRST_DATE: str(dates[0].date()),
-                tags.LIVE_LAST_DATE: str(dates[-1].date()),
+                tags.LIVE_FIRST_DATE: str(days[0].date()),
+                tags.LIVE_LAST_DATE: str(days[-1].date()),
                 tags.LIVE_CHANGE: period.describe_change(),
             }
         )
-        latency = live.logged_latency_p50(store, model.name, model.version, dates[0])
+        logged = store.read(
+            "model_predictions",
+            "model_name = :name and model_version = :version and ts >= :first",
+            {"name": model.name, "version": model.version, "first": days[0].date()},
+        )
         window = int(cfg.monitor.coverage_days)
-        coverage = live.served_coverage(store, model, period, window)
         mlflow.log_metrics(
             {
-                "live_days": float(len(dates)),
-                "live_predictions": float(written),
-                "live_latency_ms_p50": latency,
-                **coverage,
+                "live_days": float(len(days)),
+                "live_predictions": float(len(logged)),
+                "live_latency_ms_p50": live.logged_latency_p50(
+                    store, model.name, model.version, days[0]
+                ),
+                **live.served_coverage(store, model, period, window),
             }
         )
         change = period.change_date
         log.info(
             "live: %d days after %s (%s), %d predictions of %s v%s logged -> run %s; "
             "now run `python -m nextday monitor` to judge them",
-            len(dates), period.after.date(),
+            len(days), period.after.date(),
             f"regime change on {change.date()}" if change is not None else "no change",
-            written, model.name, model.version, run.info.run_id,
+            len(logged), model.name, model.version, run.info.run_id,
         )  # fmt: skip
         return run.info.run_id
+
+
+def _live_days(calendar: TradingCalendar, last: pd.Timestamp, days: int) -> pd.DatetimeIndex:
+    if days < 1:
+        raise ValueError(f"live.days must be at least 1, got {days}")
+    first = calendar.next_session(last)
+    return calendar.sessions(first, first + pd.Timedelta(days=2 * days + 7))[:days]

@@ -10,6 +10,9 @@ same code is reused, not redone (nextday.reuse); `reuse=false` runs everything a
 
 It ends with a summary table (`nextday.reports.summary`), in the log and as `summary.md` on
 the main run: each step, ran or reused, its seconds and its key figure.
+
+`main` builds and judges the versions; it does not forecast. The daily run is `forecast`
+(then `monitor`), scheduled after each close on the production versions main promoted.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from nextday.contracts import tags
+from nextday.daily.calendar import TradingCalendar
+from nextday.daily.lock import daily_lock
+from nextday.daily.run import schedule
+from nextday.daily.settings import ForecastSettings
 from nextday.models.spec import model_spec
 from nextday.monitoring import calibration, report
 from nextday.monitoring.actuals import fill_actuals, logged_predictions
@@ -50,15 +54,23 @@ def run_monitor(cfg: DictConfig) -> str:
             }
         )
         store = open_store(cfg)
-        predictions = logged_predictions(store, model.name, model.version, settings.as_of)
-        before = int(predictions["actual"].notna().sum())
-        predictions = fill_actuals(store, predictions)
-        online, vol = model.online, calibration.prediction_volatility(store, predictions)
-        advanced = calibration.record(store, predictions, vol, online, model.name, model.version)
-        checked = calibration.judge(predictions, vol, online, settings.coverage_days)
-        monitoring = judge(store, predictions, reference, settings, before, checked)
-        run_ts = pd.Timestamp.now().floor("s")
-        store.upsert("model_drift", monitoring.drift_rows(run_ts, model.name, model.version))
+        forecast = ForecastSettings.from_config(cfg)
+        calendar = TradingCalendar(forecast.exchange, forecast.settle_minutes)
+        with daily_lock(store, forecast.lock_timeout_s, f"monitor {model.name} v{model.version}"):
+            predictions = logged_predictions(store, model.name, model.version, settings.as_of)
+            before = int(predictions["actual"].notna().sum())
+            predictions = fill_actuals(store, predictions)
+            online, vol = model.online, calibration.prediction_volatility(store, predictions)
+            advanced = calibration.record(
+                store, predictions, vol, online, model.name, model.version
+            )
+            checked = calibration.judge(predictions, vol, online, settings.coverage_days)
+            monitoring = judge(store, predictions, reference, settings, before, checked)
+            monitoring = monitoring.with_schedule(schedule(store, calendar, str(cfg.data.source)))
+            run_ts = pd.Timestamp.now().floor("s")
+            store.upsert("model_drift", monitoring.drift_rows(run_ts, model.name, model.version))
+        if monitoring.schedule is not None:
+            mlflow.set_tag(tags.LAST_FORECAST, str(monitoring.schedule.last_forecast.date()))
         mlflow.log_metrics(monitoring.metrics)
         mlflow.set_tag(tags.MONITOR_ALERTS, monitoring.alert_kinds)
         folder = report.write(monitoring, model.name, model.version, settings, out / "monitor")

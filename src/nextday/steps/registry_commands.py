@@ -68,4 +68,26 @@ def run_versions(cfg: DictConfig) -> pd.DataFrame:
     else:
         with pd.option_context("display.max_colwidth", 90, "display.width", 200):
             print(table.to_string(index=False))
+    print(_daily_line(cfg))
     return table
+
+
+def _daily_line(cfg: DictConfig) -> str:
+    """The daily run's last forecast on the configured store, and the versions behind it."""
+    import sqlalchemy as sa
+
+    from nextday.data.store import Store
+
+    store = Store(str(cfg.store.url), password_env=cfg.store.get("password_env"), timeout_s=10)
+    try:
+        runs = store.read("forecast_runs")
+        forecasts = store.read("forecasts", "as_of = (SELECT MAX(as_of) FROM forecasts)")
+    except sa.exc.SQLAlchemyError:  # no store yet, or one made before the daily run
+        return "daily forecast: none on this store yet (`python -m nextday forecast`)"
+    if runs.empty or forecasts.empty:
+        return "daily forecast: none on this store yet (`python -m nextday forecast`)"
+    as_of = pd.Timestamp(forecasts["as_of"].max()).date()
+    target = pd.Timestamp(forecasts["target_date"].max()).date()
+    used = forecasts.groupby(["model_name", "model_version"]).size()
+    versions = ", ".join(f"{name} v{version} ({n} symbols)" for (name, version), n in used.items())
+    return f"daily forecast: last as of the close of {as_of} for {target}, by {versions}"
