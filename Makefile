@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python scripts/bench_tune.py
 	$(BIN)/python scripts/bench_backtest.py
 	$(BIN)/python scripts/bench_load.py
+	$(BIN)/python scripts/bench_forecast.py
 
 clean:
 	rm -rf data mlruns mlartifacts mlflow.db outputs models optuna.db
