@@ -75,6 +75,42 @@ def _experiment_id(cfg: DictConfig) -> str:
         return experiment.experiment_id
 
 
+# the configured experiment (mlflow.experiment_name) of the step running: where its inputs are
+# looked for beside the active run's own experiment
+_configured: dict[str, str | None] = {"experiment": None}
+DEFAULT_EXPERIMENT_ID = "0"  # MLflow's `Default`, where `mlflow run` puts runs by default
+
+
+def input_experiments() -> list[str]:
+    """The experiments a step looks for its inputs in: the active run's, the configured one
+    (`mlflow.experiment_name`) and MLflow's `Default`. `mlflow run .` without
+    `--experiment-name` runs in `Default` and `python -m nextday` in the configured one: each
+    door finds the other's runs (the newest run of the step wins, wherever it is)."""
+    ids = [mlflow.active_run().info.experiment_id]
+    name = _configured["experiment"]
+    configured = mlflow.get_experiment_by_name(name) if name else None
+    for experiment_id in (configured.experiment_id if configured else None, DEFAULT_EXPERIMENT_ID):
+        if experiment_id is not None and experiment_id not in ids and _exists(experiment_id):
+            ids.append(experiment_id)
+    return ids
+
+
+def _exists(experiment_id: str) -> bool:
+    try:
+        return mlflow.get_experiment(experiment_id) is not None
+    except MlflowException:  # a tracking server without a Default experiment
+        return False
+
+
+def describe_experiments(ids: list[str]) -> str:
+    """The experiments of `ids` by name, for an error that says where it looked."""
+    names = []
+    for experiment_id in ids:
+        experiment = mlflow.get_experiment(experiment_id)
+        names.append(repr(experiment.name if experiment else experiment_id))
+    return " or ".join(names)
+
+
 @contextlib.contextmanager
 def step_run(cfg: DictConfig, step: str, model: str | None = None) -> Iterator[Run]:
     """Start (or, under `mlflow run`, resume) the run of one step, tagged and with its config.
@@ -83,6 +119,8 @@ def step_run(cfg: DictConfig, step: str, model: str | None = None) -> Iterator[R
     """
     configure(cfg)
     evaluation_metrics.configure(cfg.evaluation)
+    with unrecorded(cfg):
+        _configured["experiment"] = str(cfg.mlflow.experiment_name)
     active = mlflow.active_run()
     kwargs = {}
     if active is not None:
@@ -140,14 +178,14 @@ def find_input_run(
                 + f", not a {wanted}"
             )
     else:
-        experiment_id = mlflow.active_run().info.experiment_id
+        experiments = input_experiments()
         found: list[Run] = []
         for name in steps:  # MLflow's search has no IN for tags
             query = f"tags.`{tags.STEP}` = '{name}' and attributes.status = 'FINISHED'"
             if model:
                 query += f" and tags.`{tags.MODEL}` = '{model}'"
             found += client.search_runs(
-                [experiment_id],
+                experiments,
                 query,
                 order_by=["attributes.start_time DESC"],
                 max_results=1 if accept is None else 1000,
@@ -156,7 +194,7 @@ def find_input_run(
         run = next((r for r in found if accept is None or accept(r)), None)
         if run is None:
             raise LookupError(
-                f"no finished {wanted} in this experiment: "
+                f"no finished {wanted} in the experiment {describe_experiments(experiments)}: "
                 + (
                     hint
                     or f"run `python -m nextday {steps[0]}` first or pass inputs.{steps[0]}_run_id=<run id>"

@@ -16,7 +16,7 @@ from nextday.export import registry
 from nextday.models.data import check_segments, segment_counts, without_features
 from nextday.models.model import NextdayModel
 from nextday.models.spec import ModelSpec, model_spec
-from nextday.tracking import find_input_run
+from nextday.tracking import find_input_run, input_experiments
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def model_uri(cfg: DictConfig, name: str, explicit: str | None = None) -> str:
     if registry.version_by_alias(client, registered, registry.PRODUCTION) is not None:
         return f"models:/{registered}@{registry.PRODUCTION}"
     runs = client.search_runs(
-        [mlflow.active_run().info.experiment_id],
+        input_experiments(),
         f"tags.`{tags.STEP}` = 'export' and tags.`{tags.MODEL}` = '{name}' "
         "and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
@@ -136,7 +136,7 @@ def transfer_source(cfg: DictConfig, spec: ModelSpec, folder: Path) -> NextdayMo
             f"and attributes.status = 'FINISHED' and params.`arch.name` = '{spec.arch}'"
         )
         runs = mlflow.search_runs(
-            [mlflow.active_run().info.experiment_id],
+            input_experiments(),
             query,
             order_by=["start_time DESC"],
             max_results=1,
