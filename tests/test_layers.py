@@ -72,3 +72,24 @@ def late():
     }
     assert (6, "nextday.steps.calibrate") in found  # inside a function, with its line
     assert (7, "nextday.backtest.guard") in found  # relative to the module's package
+
+
+# shared helpers of the steps (no entry point of their own) and the chain that runs the others
+STEP_HELPERS = {"nextday.steps.inputs", "nextday.steps.fitting"}
+CHAIN = "nextday.steps.main"
+
+
+def test_a_step_imports_no_other_step_for_a_helper():
+    """Helpers two steps share live in a helper module of the steps (or below, in the
+    domain); only `main`, the chain, imports other steps (to run them)."""
+    offenders = []
+    for path in sorted((PACKAGE / "steps").glob("*.py")):
+        module = _module(path)
+        if module in STEP_HELPERS | {CHAIN, STEPS}:
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for line, name in _imported(tree, module, path.name == "__init__.py"):
+            imported = ".".join(name.split(".")[:3])
+            if _imports_steps(name) and imported not in STEP_HELPERS | {STEPS, module}:
+                offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}")
+    assert not offenders, "a step imports another step:\n" + "\n".join(offenders)

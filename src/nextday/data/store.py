@@ -535,3 +535,15 @@ def _pg_values(column: sa.Column, values: pd.Series) -> np.ndarray:
         return values.to_numpy(dtype=np.int64)
     numbers = values.to_numpy(dtype=float)
     return np.where(np.isfinite(numbers), numbers, np.nan)
+
+
+def open_store(cfg) -> Store:
+    """The store the composed config's `store` group names, its tables created (every step
+    that reads or writes market data or prediction logs opens it this way)."""
+    store = Store(
+        str(cfg.store.url),
+        password_env=cfg.store.get("password_env"),
+        batch_rows=int(cfg.store.batch_rows),
+    )
+    store.create(timescaledb=bool(cfg.store.get("timescaledb", False)))
+    return store

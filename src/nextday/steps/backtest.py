@@ -22,9 +22,9 @@ from nextday.backtest.costs import frictions
 from nextday.backtest.judge import SECONDS, Market, judge, stage_metrics
 from nextday.backtest.settings import BacktestSettings
 from nextday.contracts import artifacts, tags
+from nextday.data.store import open_store
 from nextday.models.spec import ModelSpec, model_spec
 from nextday.steps.inputs import download, has_artifact, load_prepared, model_uri, transfer_source
-from nextday.steps.prepare import open_store
 from nextday.timing import stage
 from nextday.tracking import artifact_dir, step_run
 

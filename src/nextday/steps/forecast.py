@@ -22,9 +22,9 @@ from nextday.daily.calendar import TradingCalendar
 from nextday.daily.run import DailyRun, Day, plan_days, run_day
 from nextday.daily.scoring import Scorers, check_inputs
 from nextday.daily.settings import ForecastSettings
+from nextday.data.store import open_store
 from nextday.export import registry
 from nextday.monitoring.settings import LiveSettings
-from nextday.steps.prepare import open_store
 from nextday.timing import stage
 from nextday.tracking import artifact_dir, configure, step_run
 

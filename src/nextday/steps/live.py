@@ -27,11 +27,11 @@ from nextday.daily.calendar import WEEKDAYS, TradingCalendar
 from nextday.daily.run import DailyRun, run_day
 from nextday.daily.scoring import EARNINGS, NORMAL, Scorers, check_inputs
 from nextday.daily.settings import ForecastSettings
+from nextday.data.store import open_store
 from nextday.models.spec import model_spec
 from nextday.monitoring import calibration, live
 from nextday.monitoring.settings import LiveSettings
 from nextday.steps.inputs import model_uri
-from nextday.steps.prepare import open_store
 from nextday.tracking import step_run
 
 log = logging.getLogger(__name__)

@@ -78,7 +78,8 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
     `overrides` are the user's Hydra overrides; each model's steps compose them with
     `model=<name>` (the user's `model.*` keys still apply to both models).
     """
-    from nextday.steps.prepare import open_store, run_prepare
+    from nextday.data.store import open_store
+    from nextday.steps.prepare import run_prepare
 
     started = time.perf_counter()
     overrides = [o for o in (overrides or []) if not o.startswith("model=")]

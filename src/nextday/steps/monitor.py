@@ -24,13 +24,13 @@ from nextday.daily.calendar import TradingCalendar
 from nextday.daily.lock import daily_lock
 from nextday.daily.run import schedule
 from nextday.daily.settings import ForecastSettings
+from nextday.data.store import open_store
 from nextday.models.spec import model_spec
 from nextday.monitoring import calibration, report
 from nextday.monitoring.actuals import fill_actuals, logged_predictions
 from nextday.monitoring.judge import judge, served_reference
 from nextday.monitoring.settings import MonitorSettings
 from nextday.steps.inputs import model_uri
-from nextday.steps.prepare import open_store
 from nextday.tracking import artifact_dir, step_run
 
 log = logging.getLogger(__name__)

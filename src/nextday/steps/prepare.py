@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from nextday.contracts import artifacts, tags
 from nextday.data.quality import validate
 from nextday.data.sources import load_market
-from nextday.data.store import Store
+from nextday.data.store import open_store
 from nextday.dataset.build import build_dataset
 from nextday.reports.prepare import prepare_metrics, write_reports
 from nextday.timing import stage
@@ -36,16 +36,6 @@ DEGENERATE_POLICIES = ("drop", "keep")
 
 def _stage(name: str, timings: dict[str, float]):
     return stage("prepare", name, timings)
-
-
-def open_store(cfg: DictConfig) -> Store:
-    store = Store(
-        str(cfg.store.url),
-        password_env=cfg.store.get("password_env"),
-        batch_rows=int(cfg.store.batch_rows),
-    )
-    store.create(timescaledb=bool(cfg.store.get("timescaledb", False)))
-    return store
 
 
 def run_prepare(cfg: DictConfig) -> str:

@@ -21,8 +21,8 @@ from omegaconf import DictConfig
 from nextday.contracts import tags
 from nextday.evaluation.metrics import POINT_METRICS, prefixed
 from nextday.models.spec import model_spec
+from nextday.steps.fitting import train_and_log
 from nextday.steps.inputs import Prepared, load_prepared, prepared_spec, transfer_source
-from nextday.steps.train import train_and_log
 from nextday.tracking import artifact_dir, find_input_run, step_run
 from nextday.tuning.progress import TrialLog, optuna_quiet, show_bar
 from nextday.tuning.space import check_space, suggest, trial_config
