@@ -22,7 +22,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from nextday.reports import markdown
+from nextday.pages import markdown
 
 SETUP = [
     "data.n_symbols=1000",

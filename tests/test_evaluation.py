@@ -14,7 +14,7 @@ from nextday.evaluation.metrics import (
     ic_undefined_reason,
     point_metrics,
 )
-from nextday.reports.markdown import decimals_to_tell_apart, digits_to_tell_apart, table
+from nextday.pages.markdown import decimals_to_tell_apart, digits_to_tell_apart, table
 
 
 def test_point_metrics_on_a_hand_made_case():

@@ -14,7 +14,7 @@ from nextday.contracts import tags
 from nextday.data.schema import RawMarket
 from nextday.data.store import Store
 from nextday.data.synthetic import MarketSpec, RegimeChange, generate_market
-from nextday.monitoring.live import continue_market
+from nextday.data.continued import continue_market
 
 SPEC = MarketSpec(n_symbols=12, years=1)
 

@@ -1,5 +1,5 @@
 """What the backtest writes: the predictions and daily series (Parquet), the plots (PNG),
-`backtest.html` (rendered by `nextday.reports.html`), the rows for the store's
+`backtest.html` (rendered by `nextday.pages.html`), the rows for the store's
 `model_predictions` and the line the step logs."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from nextday.backtest.settings import BacktestSettings
 from nextday.evaluation import claims, signal_plots
 from nextday.evaluation.intervals import level_tag
 from nextday.evaluation.metrics import ic_undefined_reason
-from nextday.reports import html as html_page
-from nextday.reports.markdown import digits_to_tell_apart
+from nextday.pages import html as html_page
+from nextday.pages.markdown import digits_to_tell_apart
 
 PREDICTIONS = "predictions.parquet"
 DAILY = "daily.parquet"

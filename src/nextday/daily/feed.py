@@ -17,12 +17,13 @@ import pandas as pd
 import sqlalchemy as sa
 from omegaconf import DictConfig
 
+from nextday.data.continued import CONTINUED_SOURCE
 from nextday.data.schema import EARNINGS_COLUMNS, OHLCV_COLUMNS, RawMarket
 from nextday.data.store import Store
 
 SYNTHETIC = "synthetic"
 # the prepared market's own bars carry source "synthetic"; the continued days this one
-SYNTHETIC_LIVE = "synthetic-live"
+SYNTHETIC_LIVE = CONTINUED_SOURCE
 
 
 class FeedError(ValueError):
@@ -99,8 +100,8 @@ def _downloaded(
 
 def _continued(data: DictConfig, store: Store, continued) -> RawMarket:
     """The prepared built-in market continued over `continued.days` weekdays."""
+    from nextday.data.continued import HISTORY_DAYS, continue_market
     from nextday.data.synthetic import spec_from_config
-    from nextday.monitoring.live import HISTORY_DAYS, continue_market
 
     with store.engine.connect() as connection:
         dates = [

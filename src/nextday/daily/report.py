@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nextday.reports import html
+from nextday.pages import html
 
 FORECAST_COLUMNS = [
     "as_of", "target_date", "symbol", "model", "model_name", "model_version", "prediction",

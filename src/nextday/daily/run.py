@@ -31,6 +31,7 @@ from nextday.daily.update import RestatedBarsError, Update, update
 from nextday.data.quality import DataQualityError
 from nextday.data.schema import EARNINGS_COLUMNS, OHLCV_COLUMNS
 from nextday.data.store import Store, feature_history_table
+from nextday.monitoring.schedule import Schedule
 from nextday.timing import stage
 
 log = logging.getLogger(__name__)
@@ -378,16 +379,6 @@ def _previous_book(store: Store, as_of: pd.Timestamp) -> tuple[pd.DataFrame, int
 def _last_forecast(store: Store) -> pd.Timestamp | None:
     runs = store.read("forecast_runs", "session = :session", {"session": "evening"})
     return None if runs.empty else pd.Timestamp(pd.to_datetime(runs["as_of"]).max())
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Whether the daily run kept up: its newest as-of day, and the sessions the store has
-    bars of, after its first forecast, without an evening forecast (a run that did not
-    happen: the cron line failed, or refused and nobody looked)."""
-
-    last_forecast: pd.Timestamp
-    missing: list[pd.Timestamp]
 
 
 def schedule(store: Store, calendar: TradingCalendar, source: str) -> Schedule | None:

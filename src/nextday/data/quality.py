@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from nextday.data.schema import PRICE_COLUMNS, RawMarket
-from nextday.reports import markdown
+from nextday.pages import markdown
 
 ROW_KINDS = (
     "duplicate",

@@ -16,8 +16,8 @@ from nextday.contracts.pictures import (
 from nextday.evaluation import claims
 from nextday.evaluation.judging import Judgement, JudgingSettings
 from nextday.models.spec import ModelSpec
-from nextday.reports import markdown
-from nextday.reports.markdown import decimals_to_tell_apart
+from nextday.pages import markdown
+from nextday.pages.markdown import decimals_to_tell_apart
 
 JUDGED_ROWS = {"normal": "normal days", "earnings": "earnings days", "all": "all days"}
 

@@ -24,7 +24,7 @@ from nextday.evaluation import claims
 from nextday.export.gate import Check
 from nextday.models.architectures import architecture
 from nextday.models.spec import ModelSpec
-from nextday.reports import markdown
+from nextday.pages import markdown
 from nextday.uncertainty.online import ServedOnline, describe_served
 
 TEMPLATE = """# Model card: {registered_model} version {version}

@@ -12,8 +12,8 @@ from nextday.evaluation.metrics import min_symbols
 from nextday.export.gate import Check
 from nextday.export.parity import Parity
 from nextday.models.spec import ModelSpec
-from nextday.reports import markdown
-from nextday.reports.markdown import decimals_to_tell_apart
+from nextday.pages import markdown
+from nextday.pages.markdown import decimals_to_tell_apart
 
 
 def headline(metrics: Mapping[str, float]) -> str:

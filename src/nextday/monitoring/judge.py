@@ -21,8 +21,8 @@ from nextday.monitoring.calibration import CalibrationCheck
 from nextday.monitoring.settings import MonitorSettings
 
 if TYPE_CHECKING:
-    from nextday.daily.run import Schedule
     from nextday.inference.model import ModelInference
+    from nextday.monitoring.schedule import Schedule
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from nextday.monitoring.accuracy import LEVEL
 from nextday.monitoring.alerts import RETRAIN
 from nextday.monitoring.judge import Monitoring
 from nextday.monitoring.settings import MonitorSettings
-from nextday.reports import html as html_page
+from nextday.pages import html as html_page
 
 
 def write(

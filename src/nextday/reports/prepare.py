@@ -12,7 +12,7 @@ import pandas as pd
 from nextday.contracts import artifacts
 from nextday.dataset.split import split_summary
 from nextday.features import FEATURE_GROUPS
-from nextday.reports import markdown
+from nextday.pages import markdown
 from nextday.reports.eda import write_eda_report
 from nextday.reports.market_facts import check_facts, measure_facts
 

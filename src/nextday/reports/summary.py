@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nextday.contracts import tags
-from nextday.reports.markdown import digits_to_tell_apart
+from nextday.pages.markdown import digits_to_tell_apart
 from nextday.timing import duration
 
 if TYPE_CHECKING:

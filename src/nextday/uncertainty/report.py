@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from nextday.contracts.pictures import COVERAGE_BY_MONTH, RELIABILITY
 from nextday.evaluation.intervals import level_tag
 from nextday.models.spec import ModelSpec
-from nextday.reports import markdown
+from nextday.pages import markdown
 from nextday.uncertainty.assessment import Assessment
 from nextday.uncertainty.online import RULES, STATIC
 

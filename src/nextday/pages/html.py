@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nextday.reports.markdown import digits_to_tell_apart
+from nextday.pages.markdown import digits_to_tell_apart
 
 STYLE = (
     "body{font-family:sans-serif;max-width:980px;margin:1.5em auto;padding:0 12px;color:#222;"
