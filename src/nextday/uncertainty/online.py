@@ -34,17 +34,9 @@ mostly noise and moves m little, a day of hundreds moves it almost a full step.
 
 Defaults (conf/calibrate/default.yaml: pid, eta 0.5, K_I 0.5, S 2, n0 20): E is the excess
 misses so far (in days' shares), and m moves by about eta + K_I/S = 0.75 per unit of E near the
-start, so a shift that needs m to grow by 0.7 costs about one day's worth of excess misses. On
-simulated streams of 200 names a day: a 30-day crash at 1.7 times the scale (static coverage
-0.55-0.57) is covered 0.77 by PID, 0.68-0.70 by ACI; after the scale doubles, the 10-day
-coverage is back within 0.75-0.85 for good after about 3 weeks with PID, 6 with ACI; on a
-stationary stream m's daily s.d. is 0.03 with PID, 0.01 with ACI (about 0.1 and 0.04 with a
-market factor, costing PID up to 1% of interval score; with 3 rows a day, 0.7%). On the
-default market's test segment, where the static interval over-covers, the normal model (about
-200 rows a day) goes from 0.855 (interval score 0.0564) to 0.816 (0.0556) with ACI and 0.802
-(0.0560) with PID; the earnings model (about 3 rows a day) from 0.754 (0.2146) to 0.774 (0.2142)
-and 0.788 (0.2144). Five volatility buckets did not help there (the over-coverage is the same in
-every quintile, and 3 rows a day split five ways is noise): one state is the default.
+start, so a shift that needs m to grow by 0.7 costs about one day's worth of excess misses.
+How the rules behave on simulated streams and on the default market is measured in
+docs/benchmarks.md ("Online calibration on simulated streams").
 
 Mondrian (group-conditional) calibration: with `buckets` > 1 each trailing-volatility bucket
 (edges: quantiles of the training rows' vol_20d) keeps its own state, so a coverage gap confined
