@@ -331,7 +331,7 @@ def cases(inputs: Inputs, passes: int, seed: int, cuda: bool, notes: list[str]) 
     import onnxruntime as ort
 
     from nextday.inference.model import ModelInference
-    from nextday.uncertainty.mc_dropout import mc_samples
+    from nextday.models.mc_dropout import mc_samples
 
     model, folder = inputs.keras_model, inputs.folder
     deterministic = ort.InferenceSession(

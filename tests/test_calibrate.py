@@ -7,6 +7,7 @@ import pytest
 
 from nextday.config import compose
 from nextday.evaluation import intervals
+from nextday.models.mc_dropout import mc_samples
 from nextday.models.networks import build_network
 from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import model_spec
@@ -22,7 +23,6 @@ from nextday.uncertainty.calibration import (
     calibrate,
     conformal_quantiles,
 )
-from nextday.uncertainty.mc_dropout import mc_samples
 
 COMPARED = ("coverage", "width", "interval_score")  # of static, ACI and PID alike
 

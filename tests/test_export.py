@@ -265,8 +265,8 @@ def test_download_verifies_checksums_and_keeps_a_good_copy(store):
 def test_the_graphs_calibration_is_calibration_apply(tmp_path):
     """The MC graph's calibration part, on MC samples of the Keras model, answers what
     `Calibration.apply` answers on the same samples; a graph of another calibration does not."""
+    from nextday.models.mc_dropout import mc_samples
     from nextday.uncertainty.calibration import Calibration
-    from nextday.uncertainty.mc_dropout import mc_samples
 
     spec = model_spec(compose(["experiment=quick"]))
     rng = np.random.default_rng(0)

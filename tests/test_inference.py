@@ -22,12 +22,12 @@ from nextday.export.settings import ExportSettings
 from nextday.inference import ChecksumError, InputError, ModelInference
 from nextday.inference.checks import input_columns, to_array
 from nextday.inference.outputs import OUTPUTS
+from nextday.models.mc_dropout import with_dropout_rate
 from nextday.models.networks import build_network
 from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import model_spec
 from nextday.monitoring.logger import PredictionLogger
 from nextday.uncertainty.calibration import Calibration
-from nextday.uncertainty.mc_dropout import with_dropout_rate
 from nextday.uncertainty.online import OnlineSettings, ServedOnline
 from nextday.uncertainty.stored_state import TABLE as STATE_TABLE
 from nextday.uncertainty.stored_state import CalibrationStore, state_rows

@@ -75,7 +75,7 @@ def check(
     """Every check of the files `write_onnx` wrote to `folder` against the Keras `model` and
     the calibration: the deterministic graph on the test rows and edge cases, the MC graph
     and its calibration on the first `settings.mc_rows` test rows, float16 on every test row."""
-    from nextday.uncertainty.mc_dropout import mc_samples
+    from nextday.models.mc_dropout import mc_samples
 
     passes = calibration.passes
     rows = np.asarray(test_x[: settings.mc_rows], dtype=np.float32)
@@ -137,7 +137,7 @@ def deterministic(model, session, cases: dict[str, np.ndarray]) -> pd.DataFrame:
 
 def mc(model, session, x: np.ndarray, passes: int, calls: int, seed: int) -> dict[str, float]:
     """Per-row MC mean and spread of `calls` calls of the graph vs `calls` Keras MC runs."""
-    from nextday.uncertainty.mc_dropout import mc_samples
+    from nextday.models.mc_dropout import mc_samples
 
     x = np.asarray(x, dtype=np.float32)
     name = session.get_inputs()[0].name

@@ -151,7 +151,7 @@ class NextdayModel:
     ) -> np.ndarray:
         """MC-dropout draws, shape (passes, rows); the same seed draws the same masks.
         `on_pass()` is called after each pass (progress)."""
-        from nextday.uncertainty.mc_dropout import mc_samples
+        from nextday.models.mc_dropout import mc_samples
 
         return mc_samples(self.fitted_network(), x, passes, seed, on_pass=on_pass)
 

@@ -194,7 +194,7 @@ def dropout_experiment(
     model: NextdayModel, x: np.ndarray, y: np.ndarray, settings: AssessmentSettings, passes: int
 ) -> pd.DataFrame:
     """Raw MC coverage and width at a few inference-time dropout rates (the seed's idea)."""
-    from nextday.uncertainty.mc_dropout import with_dropout_rate
+    from nextday.models.mc_dropout import with_dropout_rate
 
     level, rows = settings.level, []
     for rate in settings.dropout_rates:
