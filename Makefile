@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OVERRIDES ?=
 
-.PHONY: setup setup-gpu main serve test test-full lint lock bench clean
+.PHONY: setup setup-gpu main serve test test-fast lint lock bench clean
 
 $(BIN)/nextday: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
@@ -31,12 +31,18 @@ serve: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/mlflow models serve -m models:/nextday-$(MODEL)@production \
 		--env-manager local -h 127.0.0.1 -p $(PORT)
 
-# fast tests (PostgreSQL tests start their own server)
+# every test, on TEST_WORKERS pytest-xdist workers (auto: one a core, at most 4). Each module
+# stays on one worker (--dist loadgroup, tests/conftest.py), the slow ones start first, and
+# the quick pipeline the modules read is built once (PostgreSQL tests start their own server)
+TEST_WORKERS ?= auto
 test: setup
-	$(BIN)/pytest -m "not slow" -q --durations=20
+	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadgroup --no-loadscope-reorder \
+		-q --durations=20
 
-test-full: setup
-	$(BIN)/pytest -q
+# the unit tier, after each edit: no MLflow store, database, server or training run (about a
+# minute); `integration` is the rest (pyproject.toml, tests/conftest.py)
+test-fast: setup
+	$(BIN)/pytest -m "not integration" -q --durations=10
 
 # ruff (format, lint with complexity limits), then mypy on src/nextday (pyproject.toml)
 lint: setup

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import quick_root
 from nextday.backtest import breakdowns, guard, performance, strategy, walkforward
 from nextday.backtest.breakdowns import market_regimes, surprise_buckets
 from nextday.backtest.costs import CostModel, Frictions
@@ -26,11 +25,7 @@ from nextday.evaluation.metrics import direction_accuracy, point_metrics
 from nextday.evaluation.signal_analytics import forward_returns
 from nextday.inference.outputs import INTERVALS, SERVED_LEVELS
 from nextday.steps.backtest import run_backtest
-from nextday.steps.calibrate import run_calibrate
-from nextday.steps.export import run_export
 from nextday.steps.inputs import load_prepared
-from nextday.steps.prepare import run_prepare
-from nextday.steps.train import run_train
 from nextday.uncertainty.online import ServedOnline
 
 FLAT_COSTS = CostModel(
@@ -291,14 +286,11 @@ def test_direction_accuracy_has_one_home():
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("backtest")
-    with quick_root(root) as cfg:
-        prepare_id = run_prepare(cfg())
-        run_train(cfg())
-        run_calibrate(cfg())
-        run_export(cfg())
-        yield root, cfg, prepare_id
+def store(quick_chain):
+    """A copy of the session's quick chain, exported: the tests add backtests, predictions
+    and a planted drift to it."""
+    with quick_chain.open("exported", copy=True) as (root, cfg):
+        yield root, cfg, quick_chain.runs["prepare"]
 
 
 def test_the_guard_catches_a_feature_that_peeks_at_the_next_day(store, tmp_path):
@@ -393,6 +385,7 @@ def test_the_trials_behind_a_model_come_from_its_tuning_run(store):
     assert _study_trials(trained.info.run_id) is None and _study_trials(None) is None
 
 
+@pytest.mark.slow(seconds=45)  # with the module's store
 def test_refit_backtest_fits_each_fold_on_its_past_only(store):
     _, cfg, _ = store
     run = mlflow.get_run(run_backtest(cfg("backtest.mode=refit", "backtest.refit_every=20")))

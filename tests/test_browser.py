@@ -18,7 +18,7 @@ import browser
 from conftest import quick_root
 from nextday.contracts import tags
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow(seconds=180)]
 
 BIN = Path(sys.executable).parent  # the environment's mlflow and optuna-dashboard
 

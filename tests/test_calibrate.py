@@ -12,10 +12,7 @@ from nextday.models.networks import build_network
 from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import model_spec
 from nextday.models.training import predict
-from nextday.steps.calibrate import run_calibrate
 from nextday.steps.inputs import load_model, load_prepared
-from nextday.steps.prepare import run_prepare
-from nextday.steps.train import run_train
 from nextday.uncertainty.assessment import AssessmentSettings
 from nextday.uncertainty.calibration import (
     Calibration,
@@ -152,11 +149,13 @@ def test_mc_mean_with_dropout_off_is_the_deterministic_prediction(network):
     assert np.all(samples.std(axis=0) < 1e-9)
 
 
-def test_quick_calibrate_logs_coverage_beside_the_raw_mc_interval(root):
-    cfg = compose(["experiment=quick", f"paths.root={root}"])
-    run_prepare(cfg)
-    train_id = run_train(cfg)
-    run = mlflow.get_run(run_calibrate(cfg))
+def test_quick_calibrate_logs_coverage_beside_the_raw_mc_interval(quick_chain, tmp_path):
+    """The calibrate run of the session's quick chain, read; what it downloads goes to
+    tmp_path (`root`). MLflow stays pointed at the chain's store after `open`."""
+    root, train_id = tmp_path, quick_chain.runs["train"]
+    with quick_chain.open("calibrated") as (_, composed):
+        cfg = composed()
+    run = mlflow.get_run(quick_chain.runs["calibrate"])
     assert run.data.tags["nextday.step"] == "calibrate"
     assert run.data.tags["nextday.input.train"] == train_id
     metrics = run.data.metrics

@@ -22,7 +22,6 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from conftest import quick_root
 from nextday.config import compose
 from nextday.contracts import artifacts, tags
 from nextday.contracts.metadata import ExportMetadata
@@ -37,32 +36,26 @@ from nextday.models.networks import build_network
 from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import model_spec
 from nextday.monitoring.reference import build_reference
-from nextday.steps.calibrate import run_calibrate
 from nextday.steps.export import run_export
-from nextday.steps.prepare import run_prepare
 from nextday.steps.registry_commands import (
     run_download,
     run_promote,
     run_rollback,
     run_versions,
 )
-from nextday.steps.train import run_train
 from nextday.uncertainty import report as calibration_report
 
 NAME = "nextday-normal"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """One tracking store with a calibrated quick model and three exports of it:
+def store(quick_chain):
+    """One tracking store with a calibrated quick model (a copy of the session's chain before
+    its export) and three exports of it:
     v1 fails the gate (significance 0) and serves the static interval, v2 passes it (checks
     relaxed), v3 fails against production (must be 50% better than v2 on validation); v2
     and v3 serve the online rule."""
-    root = tmp_path_factory.mktemp("export")
-    with quick_root(root) as cfg:
-        run_prepare(cfg())
-        run_train(cfg())
-        run_calibrate(cfg())
+    with quick_chain.open("calibrated", copy=True) as (root, cfg):
         relaxed = [
             "export.gate.significance=1.0",
             "export.gate.coverage_band=[0.0,1.0]",
@@ -489,6 +482,7 @@ def test_the_serving_path_imports_nothing_of_the_training_stack():
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow(seconds=60)  # with the module's store
 def test_a_registered_version_runs_anywhere_with_uv(store, tmp_path):
     """`mlflow models predict --env-manager uv` in a folder outside the repository: uv builds
     the model's own environment from its requirements (from PyPI), without nextday installed;

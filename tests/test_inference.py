@@ -313,6 +313,7 @@ def _register(folder, tracking: str) -> str:
     return f"models:/nextday-cache-test/{version.version}"
 
 
+@pytest.mark.integration  # an MLflow registry, built twice
 def test_a_rebuilt_registry_serves_its_new_model_not_a_cached_copy(tmp_path, monkeypatch):
     import mlflow
 

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import quick_root
 from nextday.contracts import tags
+from nextday.data.continued import continue_market
 from nextday.data.schema import RawMarket
 from nextday.data.store import Store
 from nextday.data.synthetic import MarketSpec, RegimeChange, generate_market
-from nextday.data.continued import continue_market
 
 SPEC = MarketSpec(n_symbols=12, years=1)
 
@@ -94,21 +93,12 @@ def test_continuing_refuses_a_history_of_other_symbols():
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """The quick pipeline for the normal model, then 60 live days with a crash (bear, twice
-    the volatility) from live day 30, every prediction logged."""
-    from nextday.steps.calibrate import run_calibrate
-    from nextday.steps.export import run_export
+def served(quick_chain):
+    """The quick pipeline for the normal model (a copy of the session's), then 60 live days
+    with a crash (bear, twice the volatility) from live day 30, every prediction logged."""
     from nextday.steps.live import run_live
-    from nextday.steps.prepare import run_prepare
-    from nextday.steps.train import run_train
 
-    root = tmp_path_factory.mktemp("live")
-    with quick_root(root) as cfg:
-        run_prepare(cfg())
-        run_train(cfg())
-        run_calibrate(cfg())
-        run_export(cfg())
+    with quick_chain.open("exported", copy=True) as (_, cfg):
         live_run = mlflow.get_run(
             run_live(cfg("live.days=60", "live.change.after_days=30", "live.change.vol_scale=2"))
         )

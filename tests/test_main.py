@@ -15,6 +15,8 @@ from nextday.reuse import Chain
 from nextday.steps.main import run_main
 from nextday.tracking import step_run
 
+pytestmark = pytest.mark.slow(seconds=120)
+
 
 def _main(root, *overrides: str) -> dict[str, str]:
     chosen = ["experiment=quick", *overrides]

@@ -51,6 +51,7 @@ def test_every_entry_point_takes_one_overrides_string():
         assert entry["command"] == f"python -m nextday {name} $(echo {{overrides}})"
 
 
+@pytest.mark.slow
 def test_mlflow_run_and_python_m_run_the_same_step(root):
     env = {
         **os.environ,
@@ -87,6 +88,7 @@ def test_mlflow_run_and_python_m_run_the_same_step(root):
     assert runs["tags.mlflow.project.entryPoint"].notna().sum() == 1
 
 
+@pytest.mark.integration
 def test_unknown_step_is_refused_with_usage():
     result = subprocess.run(
         [sys.executable, "-m", "nextday", "fly"], capture_output=True, text=True
@@ -103,6 +105,7 @@ def test_bad_override_names_the_problem(override):
     assert override.split("=")[0].split(".")[-1] in result.stderr
 
 
+@pytest.mark.integration
 def test_the_wheel_carries_its_configs_and_runs_from_an_empty_folder(tmp_path):
     """`pip install .` gives a package that finds its configs without the source tree."""
     wheels, site, empty = tmp_path / "wheels", tmp_path / "site", tmp_path / "empty"

@@ -24,6 +24,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+pytestmark = pytest.mark.slow(seconds=280)
+
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)
 
@@ -130,6 +132,9 @@ def _runs(folder: Path, step: str):
     )
 
 
+# each its own xdist group: the two take minutes and share nothing (the walkthrough alone
+# serves on ports 5000 and 5001)
+@pytest.mark.xdist_group("readme-walkthrough")
 def test_the_readme_walkthrough_runs_as_written(clone):
     steps = commands((PROJECT / "README.md").read_text(), "Walkthrough")
     assert len(steps) >= 10, steps
@@ -153,6 +158,7 @@ def test_the_readme_walkthrough_runs_as_written(clone):
     assert "accuracy" in monitors["tags.nextday.monitor.alerts"].iloc[0]  # after it
 
 
+@pytest.mark.xdist_group("readme-runbook")
 def test_the_runbook_runs_as_written(clone):
     steps = commands((PROJECT / "docs" / "runbook.md").read_text())
     for command in steps:

@@ -22,6 +22,8 @@ from nextday.steps.prepare import run_prepare
 from nextday.steps.train import run_train
 from real_data import REAL, close_only_csv
 
+pytestmark = pytest.mark.slow(seconds=60)
+
 VENDOR_OHLCV = REAL / "sp500_ohlcv_2009_2010.csv.gz"
 CLOSE_ONLY_DEGENERATE = {"hl_range", "intraday_ret", "overnight_gap", "volume_z_20"}
 

@@ -25,7 +25,7 @@ import team_stack
 from conftest import stack_folder
 from nextday.inference.model import _session
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow(seconds=75)]
 
 BUCKET = team_stack.BUCKET
 PREFIX = team_stack.PREFIX

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 import team_stack
 from conftest import stack_folder
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow(seconds=85)]
 
 MODELS = ("normal", "earnings")
 MODEL_STEPS = ("train", "calibrate", "export", "backtest")

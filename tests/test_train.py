@@ -18,7 +18,6 @@ from nextday.models.processor import FeatureProcessor
 from nextday.models.spec import ConfigError, check_dataset_columns, model_spec
 from nextday.models.training import Inputs, fit, predict, seed_everything
 from nextday.models.windows import window_index
-from nextday.steps.prepare import run_prepare
 from nextday.steps.train import run_train
 
 
@@ -42,15 +41,11 @@ def _toy_dataset(n_symbols=4, n_days=60, seed=0):
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv("MLFLOW_RUN_ID", raising=False)
-        cfg = compose(["experiment=quick", f"paths.root={root}"])
-        prepare_id = run_prepare(cfg)
-        train_id = run_train(cfg)
-        yield mlflow.get_run(train_id), prepare_id, cfg
+def quick_run(quick_chain):
+    """The train run of the session's quick chain (read, not added to)."""
+    with quick_chain.open("calibrated") as (_, cfg):
+        runs = quick_chain.runs
+        yield mlflow.get_run(runs["train"]), runs["prepare"], cfg()
 
 
 def test_quick_train_logs_every_metric_beside_baselines_and_oracle(quick_run):
@@ -152,6 +147,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path):
     assert final_loss == pytest.approx(min(result.history["val_loss"]), rel=1e-4)
 
 
+@pytest.mark.integration  # two 60-epoch fits: 17 s on two cores
 def test_sample_weights_reach_the_loss():
     spec = _spec(
         "train.loss=mse", "model.max_epochs=60", "train.learning_rate=0.01", "train.patience=60"

@@ -18,6 +18,8 @@ from nextday.steps.prepare import run_prepare
 from nextday.steps.tune import run_tune
 from nextday.tuning.study import masked
 
+pytestmark = pytest.mark.slow(seconds=95)
+
 # a small space with fixed choices, so tests can enqueue exact trials (Hydra: drop the
 # configured space, then add this one)
 SPACE = [

@@ -40,11 +40,17 @@ class ServingSettings:
     max_rows: int
     out_of_range: str  # one of RANGE_POLICIES
     range_multiple: float
+    # the served model checks its alias this often and serves the version it names (0: never)
+    follow_alias_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.out_of_range not in RANGE_POLICIES:
             raise ValueError(
                 f"export.serving.out_of_range={self.out_of_range!r}: one of {RANGE_POLICIES}"
+            )
+        if not self.follow_alias_s >= 0:
+            raise ValueError(
+                f"export.serving.follow_alias_s={self.follow_alias_s}: 0 (off) or more seconds"
             )
 
     @classmethod
@@ -53,6 +59,7 @@ class ServingSettings:
             max_rows=int(serving["max_rows"]),
             out_of_range=str(serving["out_of_range"]),
             range_multiple=float(serving["range_multiple"]),
+            follow_alias_s=float(serving.get("follow_alias_s", 30.0)),
         )
 
 

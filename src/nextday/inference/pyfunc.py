@@ -19,6 +19,24 @@ the latest state `monitor` wrote to the store's calibration_state, read from
 NEXTDAY_CALIBRATION_URL (default: NEXTDAY_PREDICTION_LOG_URL, the store the monitor judges)
 at most every NEXTDAY_CALIBRATION_TTL seconds (default 60); without either URL, or until the
 monitor has written a state, the static interval.
+
+Following the alias: `mlflow models serve -m models:/nextday-normal@production` resolves the
+alias once, and the model it loads is one version's own folder, so by itself the server would
+answer with that version until restarted. Instead the served model follows an alias: the one
+named by NEXTDAY_FOLLOW_ALIAS (default `production`; `none` turns following off), checked every
+`follow_alias_s` seconds (the export's `export.serving.follow_alias_s`, in metadata.json
+`serving`; 30 for exports without it; NEXTDAY_FOLLOW_ALIAS_S overrides it; 0 turns following
+off). At load it follows only when a tracking URI is set (MLFLOW_TRACKING_URI), the registry
+answers, and the loaded version is the one behind that alias of its registered model;
+otherwise it serves the loaded version fixed and logs why. When the alias moves (`export`
+promotes a version, `promote`, `rollback`), the new version is loaded in the background
+through the model cache with its checksums and swapped in between requests, once it takes
+the same features and window and gives the same outputs as the version the server started
+with (MLflow checks requests against that version's signature); a version that does not is
+refused with a log line and the old one keeps serving. A registry that cannot be read keeps
+the current version serving (logged once, and again when it answers). Logged predictions name
+the version that answered. So a promotion or rollback reaches the server within
+`follow_alias_s` plus the new version's load time (see nextday.inference.model.ModelInference).
 """
 
 from __future__ import annotations
@@ -35,6 +53,9 @@ LOG_URL_ENV = "NEXTDAY_PREDICTION_LOG_URL"
 CALIBRATION_URL_ENV = "NEXTDAY_CALIBRATION_URL"
 CALIBRATION_TTL_ENV = "NEXTDAY_CALIBRATION_TTL"
 PASSWORD_ENV = "NEXTDAY_PG_PASSWORD"
+FOLLOW_ALIAS_ENV = "NEXTDAY_FOLLOW_ALIAS"
+FOLLOW_SECONDS_ENV = "NEXTDAY_FOLLOW_ALIAS_S"
+DEFAULT_ALIAS = "production"
 KEY_COLUMNS = ("symbol", "date")
 
 log = logging.getLogger(__name__)
@@ -44,6 +65,7 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from nextday.inference.model import ModelInference
 
+        _server_logging()
         logger, calibration = None, None
         url = os.environ.get(LOG_URL_ENV)
         if url:
@@ -58,9 +80,11 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
 
             ttl = float(os.environ.get(CALIBRATION_TTL_ENV) or 60.0)
             calibration = CalibrationStore(calibration_url, ttl, PASSWORD_ENV)
-        self.inference = ModelInference(
-            context.artifacts[EXPORT_ARTIFACT], logger=logger, calibration=calibration
-        )
+        folder = context.artifacts[EXPORT_ARTIFACT]
+        follow, seconds = follow_settings(folder)
+        self.inference = ModelInference(folder, logger=logger, calibration=calibration)
+        if follow is not None:  # when the version is the one behind the alias (else: logged)
+            self.inference.follow(follow, seconds)
 
     def predict(self, context, model_input, params=None):
         from nextday.inference.checks import InputError
@@ -74,3 +98,58 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
             return self.inference.predict_batch(model_input, keys=keys)
         except InputError as error:
             raise MlflowException.invalid_parameter_value(str(error)) from error
+
+
+def _server_logging() -> None:
+    """In a scoring server nothing configures logging, so nextday's INFO lines (which version
+    serves, why it is served fixed, a switch) would be lost: to stderr, unless the process
+    has handlers of its own."""
+    package = logging.getLogger("nextday")
+    if logging.getLogger().handlers or package.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+
+
+def follow_settings(folder) -> tuple[str | None, float]:
+    """The alias URI the served model in `folder` follows and how often it checks it, from
+    NEXTDAY_FOLLOW_ALIAS, NEXTDAY_FOLLOW_ALIAS_S and the export's serving policy; (None, 0)
+    with a log line saying why when it serves its own version fixed. Whether the loaded
+    version is the one behind the alias is ModelInference's check."""
+    from nextday.contracts.metadata import ExportMetadata
+    from nextday.inference.model import DEFAULT_SERVING, find_metadata
+
+    metadata = ExportMetadata.from_json(find_metadata(folder))
+    served = f"{metadata.registered_model} v{metadata.version}"
+    alias = (os.environ.get(FOLLOW_ALIAS_ENV) or DEFAULT_ALIAS).strip()
+    if alias.lower() == "none":
+        log.info("%s is served fixed: %s=none", served, FOLLOW_ALIAS_ENV)
+        return None, 0.0
+    given = os.environ.get(FOLLOW_SECONDS_ENV)
+    serving = {**DEFAULT_SERVING, **metadata.serving}
+    seconds = float(given) if given else float(serving["follow_alias_s"])
+    if seconds <= 0:
+        where = f"{FOLLOW_SECONDS_ENV}={given}" if given else "export.serving.follow_alias_s=0"
+        log.info("%s is served fixed: %s", served, where)
+        return None, 0.0
+    if not _tracking_uri_set():
+        log.info(
+            "%s is served fixed, not following alias %r: no tracking URI is set "
+            "(MLFLOW_TRACKING_URI)", served, alias,
+        )  # fmt: skip
+        return None, 0.0
+    return f"models:/{metadata.registered_model}@{alias}", seconds
+
+
+def _tracking_uri_set() -> bool:
+    """A tracking URI was given (MLFLOW_TRACKING_URI, or mlflow.set_tracking_uri in this
+    process): without one MLflow's default would create a database in the working folder."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return True
+    try:
+        from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+    except ImportError:  # a later MLflow: the environment variable alone
+        return False
+    return bool(is_tracking_uri_set())
