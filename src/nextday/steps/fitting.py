@@ -46,9 +46,16 @@ def train_and_log(cfg: DictConfig, spec: ModelSpec, prepared: Prepared, out: Pat
     return judged.metrics
 
 
+# the Keras model's requirements, pinned to this environment: what MLflow's inference finds
+# (it imports the model in a subprocess, about 10 s of every train run), given instead
+KERAS_MODEL_PACKAGES = ("mlflow", "cloudpickle", "nextday", "numpy", "pandas", "tensorflow")
+
+
 def _log_model(model: NextdayModel, out: Path) -> None:
     """model_files/ (what calibrate and export load) and the Keras model as an MLflow model
     with a tensor signature (the served, DataFrame-in model is export's ONNX one)."""
+    from importlib.metadata import version
+
     import mlflow.tensorflow
     from mlflow.models import infer_signature
 
@@ -63,4 +70,5 @@ def _log_model(model: NextdayModel, out: Path) -> None:
         signature=signature,
         input_example=example,
         custom_objects={"Winsorize": Winsorize},
+        pip_requirements=[f"{name}=={version(name)}" for name in KERAS_MODEL_PACKAGES],
     )
