@@ -3,7 +3,6 @@ names, export files and links. Fast: reads files, imports no TensorFlow and star
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import io
 import re
@@ -18,6 +17,7 @@ from nextday.export.files import file_names
 from nextday.features import FEATURE_GROUPS
 from nextday.inference.checks import input_columns
 from nextday.inference.outputs import OUTPUTS
+from nextday.steps import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -73,25 +73,12 @@ def mlproject_entry_points() -> set[str]:
 
 
 def cli_steps() -> set[str]:
-    """The steps `python -m nextday` knows, read from src/nextday/cli.py: the keys of the
-    table `_steps()` returns, and the commands `main` handles before it (`step == "show"`)."""
-    tree = ast.parse((ROOT / "src" / "nextday" / "cli.py").read_text())
-    steps: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef) and node.name == "_steps":
-            for inner in ast.walk(node):
-                if isinstance(inner, ast.Return) and isinstance(inner.value, ast.Dict):
-                    steps |= {k.value for k in inner.value.keys if isinstance(k, ast.Constant)}
-        if (
-            isinstance(node, ast.Compare)
-            and isinstance(node.left, ast.Name)
-            and node.left.id == "step"
-            and isinstance(node.ops[0], ast.Eq)
-            and isinstance(node.comparators[0], ast.Constant)
-        ):
-            steps.add(node.comparators[0].value)
-    assert {"prepare", "train", "export", "show"} <= steps, f"cli.py not understood: {steps}"
-    return steps
+    """The steps `python -m nextday` knows (the catalog), and `show`."""
+    return {step.name for step in catalog.STEPS} | {catalog.SHOW.name}
+
+
+def test_mlproject_has_one_entry_point_per_step():
+    assert mlproject_entry_points() == {step.name for step in catalog.STEPS}
 
 
 def model_columns(model: str) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import sqlalchemy as sa
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,3 +153,19 @@ def test_the_wheel_carries_its_configs_and_runs_from_an_empty_folder(tmp_path):
     # NEXTDAY_CONF points elsewhere: a folder without config.yaml is named
     missing = nextday("show", NEXTDAY_CONF=str(tmp_path / "nowhere"))
     assert missing.returncode != 0 and "NEXTDAY_CONF points there" in missing.stderr
+
+
+def test_versions_on_a_store_made_before_the_daily_run_says_there_is_no_forecast(root):
+    """A store with tables of its own but none of the daily run's: `versions` says so (it
+    failed with a traceback when pandas wrapped the missing table in its own error)."""
+    (root / "data").mkdir()
+    sa.create_engine(f"sqlite:///{root}/data/nextday.db").connect().close()  # an empty store
+    result = subprocess.run(
+        [sys.executable, "-m", "nextday", "versions", f"paths.root={root}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NEXTDAY_ROOT": str(root)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "daily forecast: none on this store yet" in result.stdout
+    assert "Traceback" not in result.stderr

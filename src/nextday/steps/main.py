@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 import mlflow
 from omegaconf import DictConfig
 
 from nextday.config import compose
-from nextday.contracts import artifacts, tags
+from nextday.contracts import tags
 from nextday.models.data import SEGMENTS, DataRequirementError, check_segments
 from nextday.models.spec import model_spec
 from nextday.reports import summary
 from nextday.reuse import Chain
+from nextday.steps import catalog
 from nextday.tracking import step_run
 
 log = logging.getLogger(__name__)
@@ -53,24 +53,6 @@ def _cannot_train(cfg: DictConfig, prepare_run_id: str) -> str | None:
     return None
 
 
-def _model_steps() -> tuple[tuple[str, Callable[[DictConfig], str], str, str], ...]:
-    """Each model step in order: its name, its run function, the step it consumes and the
-    override that names that input run (backtest judges the version just exported, promoted
-    or not)."""
-    from nextday.steps.backtest import run_backtest
-    from nextday.steps.calibrate import run_calibrate
-    from nextday.steps.export import run_export
-    from nextday.steps.train import run_train
-
-    served = f"backtest.model=runs:/{{}}/{artifacts.SERVED_MODEL.path}"
-    return (
-        ("train", run_train, "prepare", "inputs.prepare_run_id={}"),
-        ("calibrate", run_calibrate, "train", "inputs.model_run_id={}"),
-        ("export", run_export, "calibrate", "inputs.calibrate_run_id={}"),
-        ("backtest", run_backtest, "export", served),
-    )
-
-
 def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, str]:
     """Run (or reuse) every step in order under one parent run; return the step -> run id
     map.
@@ -79,13 +61,14 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
     `model=<name>` (the user's `model.*` keys still apply to both models).
     """
     from nextday.data.store import open_store
-    from nextday.steps.prepare import run_prepare
 
     started = time.perf_counter()
     overrides = [o for o in (overrides or []) if not o.startswith("model=")]
     with step_run(cfg, "main") as parent:
         chain = Chain(parent, bool(cfg.reuse), lambda: open_store(cfg).count("ohlcv") > 0)
-        runs = {"prepare": chain.step("prepare", "prepare", run_prepare, cfg, {})}
+        runs = {
+            "prepare": chain.step("prepare", "prepare", catalog.BY_NAME["prepare"].load(), cfg, {})
+        }
         skipped: dict[str, str] = {}
         for model in MODELS:
             reason = _cannot_train(compose([*overrides, f"model={model}"]), runs["prepare"])
@@ -94,13 +77,15 @@ def run_main(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, s
                 log.warning("main: model=%s skipped: %s", model, reason)
                 mlflow.set_tag(f"{tags.SKIPPED_REASON}{model}", reason[:5000])
                 continue
-            for step, run, upstream, input_override in _model_steps():
+            for step in catalog.model_chain():
+                upstream, consumed = step.consumes, step.input_override
+                assert upstream and consumed, f"{step.name}: a chain step names its input"
                 source = runs[upstream if upstream == "prepare" else f"{upstream}.{model}"]
-                runs[f"{step}.{model}"] = chain.step(
-                    step,
-                    f"{step}.{model}",
-                    run,
-                    compose([*overrides, f"model={model}", input_override.format(source)]),
+                runs[f"{step.name}.{model}"] = chain.step(
+                    step.name,
+                    f"{step.name}.{model}",
+                    step.load(),
+                    compose([*overrides, f"model={model}", consumed.format(source)]),
                     {upstream: source},
                 )
         if len(skipped) == len(MODELS):
@@ -139,5 +124,5 @@ def _outcomes(
         if model in skipped:
             outcomes.append(summary.StepOutcome(model, summary.SKIPPED, note=skipped[model]))
         else:
-            outcomes += [outcome(f"{step}.{model}") for step, *_ in _model_steps()]
+            outcomes += [outcome(f"{step.name}.{model}") for step in catalog.model_chain()]
     return outcomes

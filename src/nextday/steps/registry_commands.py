@@ -82,7 +82,7 @@ def _daily_line(cfg: DictConfig) -> str:
     try:
         runs = store.read("forecast_runs")
         forecasts = store.read("forecasts", "as_of = (SELECT MAX(as_of) FROM forecasts)")
-    except sa.exc.SQLAlchemyError:  # no store yet, or one made before the daily run
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError):  # no store, or one made before it
         return "daily forecast: none on this store yet (`python -m nextday forecast`)"
     if runs.empty or forecasts.empty:
         return "daily forecast: none on this store yet (`python -m nextday forecast`)"
