@@ -292,6 +292,28 @@ def test_keys_are_checked_before_anything_is_answered():
         check_keys([("A", "2021-01-04")] * 2, 3)
 
 
+def test_keys_repeated_across_a_batch_map_back_to_their_rows_and_the_first_refusal_is_named():
+    """Each distinct symbol and date is checked once; every row still gets its own key, and
+    a refusal names the earliest refused row (its symbol before its date)."""
+    from nextday.inference.checks import InputError, check_keys
+
+    symbols = [f"S{i % 7}" for i in range(300)]
+    dates = ["2021-01-04" if i % 2 else "2021-01-05" for i in range(300)]
+    checked = check_keys(list(zip(symbols, dates, strict=True)), 300)
+    assert list(checked["symbol"]) == symbols
+    assert list(checked["ts"]) == list(pd.to_datetime(dates))
+    keys = list(zip(symbols, dates, strict=True))
+    keys[5], keys[9] = ("", "2021-01-04"), ("A", "04/01/2021")
+    with pytest.raises(InputError, match="row 5: the symbol is empty"):
+        check_keys(keys, 300)
+    keys[5], keys[3] = ("A", "2021-01-04"), ("A", "2021-13-01")
+    with pytest.raises(InputError, match="row 3: .*not a valid calendar date"):
+        check_keys(keys, 300)
+    keys[3] = (7, "2021-13-01")  # both refused in one row: the symbol is named
+    with pytest.raises(InputError, match="row 3: symbol 7 is not a string"):
+        check_keys(keys, 300)
+
+
 def _register(folder, tracking: str) -> str:
     """Log an export folder as the served pyfunc model and register it (as export does)."""
     import mlflow

@@ -217,11 +217,36 @@ def check_keys(keys, rows: int) -> pd.DataFrame:
         keys = pd.DataFrame(list(keys), columns=["symbol", "date"])
     if len(keys) != rows:
         raise InputError(f"{len(keys)} keys for {rows} rows to log")
-    symbols, dates = [], []
-    for i, (symbol, date) in enumerate(zip(keys["symbol"], keys["date"], strict=True)):
-        symbols.append(_symbol(i, symbol))
-        dates.append(_date(i, date))
-    return pd.DataFrame({"symbol": symbols, "ts": pd.to_datetime(dates).astype("datetime64[ns]")})
+    try:  # each distinct value checked once (a batch is mostly one date): O(distinct) Python
+        symbols, symbol_codes, bad_symbol = _each_distinct(keys["symbol"], _symbol)
+        dates, date_codes, bad_date = _each_distinct(keys["date"], _date)
+    except TypeError:  # an unhashable value (a list in a cell): row by row
+        symbols = [_symbol(i, value) for i, value in enumerate(keys["symbol"])]
+        dates = [_date(i, value) for i, value in enumerate(keys["date"])]
+        symbol_codes = date_codes = np.arange(rows)
+        bad_symbol = bad_date = None
+    refusals = [bad for bad in (bad_symbol, bad_date) if bad is not None]
+    if refusals:  # the first row with a refused key, its symbol before its date
+        raise min(refusals, key=lambda bad: bad[0])[1]
+    ts = pd.DatetimeIndex(dates).astype("datetime64[ns]")
+    return pd.DataFrame(
+        {"symbol": np.asarray(symbols, dtype=object)[symbol_codes], "ts": ts[date_codes]}
+    )
+
+
+def _each_distinct(values, check) -> tuple[list, np.ndarray, tuple[int, InputError] | None]:
+    """`check(row, value)` for each distinct value, in the order they first appear; the
+    results, each row's index into them, and (row, error) of the first refused value."""
+    codes, distinct = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    first = np.full(len(distinct), len(codes))
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    checked = []
+    for k, value in enumerate(distinct):
+        try:
+            checked.append(check(int(first[k]), value))
+        except InputError as error:  # the earliest refused row: values come in row order
+            return checked, codes, (int(first[k]), error)
+    return checked, codes, None
 
 
 def _symbol(row: int, value) -> str:
