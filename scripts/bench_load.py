@@ -5,11 +5,23 @@ database killed in the middle of them.
     python scripts/bench_load.py --requests 200      # a shorter run
 
 - load: `--requests` requests of `--rows` rows at `--concurrency` against the server with 1
-  and with 2 workers: errors, p50/p99 latency and rows per second.
+  and with 2 workers, each with ONNX Runtime's default threads (one per core, spinning) and
+  with the served default (one intra-op thread, no spinning; NEXTDAY_ORT_THREADS and
+  NEXTDAY_ORT_SPINNING): errors, p50/p99 latency and rows per second.
 - fault: the same load with prediction logging into a throwaway PostgreSQL server, which is
   killed (immediate shutdown) a third of the way in and started again on its port after
   `--outage` seconds. Every request carries distinct (symbol, date) keys, so every row must
   end up in model_predictions: failed requests and lost log rows are counted.
+
+- switch: the same keyed load, logged, against 2 workers serving `models:/<name>@bench-switch`
+  (NEXTDAY_FOLLOW_ALIAS=bench-switch, checked every --follow-s seconds): a third of the way
+  in the alias moves to another exported version of the model (a promotion), two thirds in
+  back (a rollback). Counted: failed requests, lost log rows, rows answered by each version,
+  requests whose rows were not all answered by one version (0: no half-switched request),
+  and, from the log's created_at, how long after each move the first row of the new version
+  came and the last row of the old one went (both workers follow on their own). It needs a
+  second exported version (`python -m nextday export export.seed=7 export.promote=false`
+  makes one); its own alias, deleted afterwards, leaves `production` where it was.
 
 Prints the table and logs it to MLflow (experiment nextday-bench). Everything runs on
 loopback and stops by itself.
@@ -39,6 +51,12 @@ from bench_serve import Server, find_export_run, tracking_uri
 from nextday.contracts import tags
 from nextday.data.store import Store
 from nextday.inference import ModelInference
+
+# ONNX Runtime in each server process (read by the served model, nextday.inference.pyfunc)
+RUNTIMES = {
+    "ORT default threads": {"NEXTDAY_ORT_THREADS": "0", "NEXTDAY_ORT_SPINNING": "1"},
+    "1 thread, no spinning": {"NEXTDAY_ORT_THREADS": "1", "NEXTDAY_ORT_SPINNING": "0"},
+}
 
 
 def body(columns: list[str], rows: np.ndarray, request: int | None) -> bytes:
@@ -95,6 +113,87 @@ def run_load(url: str, bodies: list[bytes], concurrency: int, during=None) -> di
     }
 
 
+SWITCH_ALIAS = "bench-switch"
+
+
+def switch_case(args, uri: str, model_uri: str, columns, rows, work: Path) -> dict | None:
+    """The keyed load while the followed alias moves to another version and back."""
+    client = mlflow.MlflowClient()
+    name, first = model_uri.removeprefix("models:/").rsplit("/", 1)
+    others = [v for v in client.search_model_versions(f"name = '{name}'") if v.version != first]
+    if not others:
+        print(
+            f"switch case skipped: {name} has one version; make another with `python -m "
+            "nextday export export.seed=7 export.promote=false`",
+            flush=True,
+        )
+        return None
+    second = str(max(int(v.version) for v in others))
+    folder = Path(tempfile.mkdtemp(prefix="nextday-bench-switch-pg-"))
+    folder.chmod(0o755)
+    moves: list[tuple[str, float]] = []
+    client.set_registered_model_alias(name, SWITCH_ALIAS, first)
+    try:
+        pg_url = local_postgres.start(folder)
+        Store(pg_url).create()
+        keyed = [body(columns, rows, i) for i in range(args.requests)]
+        env = {
+            "NEXTDAY_PREDICTION_LOG_URL": pg_url,
+            "NEXTDAY_ROOT": str(work),
+            "NEXTDAY_FOLLOW_ALIAS": SWITCH_ALIAS,
+            "NEXTDAY_FOLLOW_ALIAS_S": str(args.follow_s),
+        }
+        server = Server(
+            f"models:/{name}@{SWITCH_ALIAS}", uri, work / "server-switch.log", workers=2, env=env
+        )
+
+        def move(done: int) -> None:
+            for share, version in ((1 / 3, second), (2 / 3, first)):
+                if done >= args.requests * share and len(moves) < (1 if version == second else 2):
+                    # the log's created_at clock: the local wall clock, naive
+                    moves.append((version, pd.Timestamp.now().value / 1e9))
+                    client.set_registered_model_alias(name, SWITCH_ALIAS, version)
+
+        try:
+            server.wait(240)
+            result = run_load(server.url, keyed, args.concurrency, during=move)
+        finally:
+            server.stop()  # the loggers write what they hold before the workers exit
+        logged = Store(pg_url).read("model_predictions")
+    finally:
+        client.delete_registered_model_alias(name, SWITCH_ALIAS)
+        local_postgres.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "case": f"switch: v{first} -> v{second} -> v{first} mid-load, 2 workers",
+        **result,
+        **switch_figures(logged, moves, args.requests * args.rows),
+    }
+
+
+def switch_figures(logged: pd.DataFrame, moves: list[tuple[str, float]], sent: int) -> dict:
+    """Rows by version, requests answered by two versions, and how long each move took to
+    reach the log (its created_at, the server's local wall clock, as the moves' times)."""
+    request = logged["symbol"].str.slice(0, 6)  # R<request>: one request's rows
+    figures = {
+        "rows_sent": sent,
+        "rows_logged": len(logged),
+        "rows_lost": sent - len(logged),
+        "requests_mixed": int((logged.groupby(request)["model_version"].nunique() > 1).sum()),
+    }
+    for version, count in logged["model_version"].value_counts().sort_index().items():
+        figures[f"rows_v{version}"] = int(count)
+    created = pd.to_datetime(logged["created_at"]).astype("int64") / 1e9
+    for k, (version, at) in enumerate(moves):
+        until = moves[k + 1][1] if k + 1 < len(moves) else np.inf
+        window = (created >= at) & (created < until)
+        new = created[window & (logged["model_version"] == version)]
+        old = created[window & (logged["model_version"] != version)]
+        figures[f"move{k + 1}_first_new_s"] = float(new.min() - at) if len(new) else np.nan
+        figures[f"move{k + 1}_last_old_s"] = float(old.max() - at) if len(old) else 0.0
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="normal")
@@ -102,6 +201,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=128)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--outage", type=float, default=5.0, help="seconds the database is away")
+    parser.add_argument("--follow-s", type=float, default=1.0, help="the switch case's check")
+    parser.add_argument("--no-switch", action="store_true", help="skip the switch case")
     parser.add_argument("--no-log", action="store_true", help="print only; log nothing to MLflow")
     args = parser.parse_args()
 
@@ -121,15 +222,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nextday-bench-load-") as scratch:
         work = Path(scratch)
         for workers in (1, 2):
-            server = Server(model_uri, uri, work / f"server-{workers}.log", workers=workers)
-            try:
-                server.wait(240)
-                run_load(server.url, plain[: 4 * args.concurrency], args.concurrency)  # warm-up
-                result = run_load(server.url, plain, args.concurrency)
-            finally:
-                server.stop()
-            results.append({"case": f"load, {workers} worker(s)", **result})
-            print(results[-1], flush=True)
+            for runtime, env in RUNTIMES.items():
+                log = work / f"server-{workers}-{len(results)}.log"
+                server = Server(model_uri, uri, log, workers=workers, env=env)
+                try:
+                    server.wait(240)
+                    run_load(server.url, plain[: 4 * args.concurrency], args.concurrency)
+                    result = run_load(server.url, plain, args.concurrency)
+                finally:
+                    server.stop()
+                results.append({"case": f"load, {workers} worker(s), {runtime}", **result})
+                print(results[-1], flush=True)
 
         folder = Path(tempfile.mkdtemp(prefix="nextday-bench-load-pg-"))
         folder.chmod(0o755)
@@ -182,6 +285,12 @@ def main() -> None:
         finally:
             local_postgres.stop(folder)
             shutil.rmtree(folder, ignore_errors=True)
+
+        if not args.no_switch:
+            switched = switch_case(args, uri, model_uri, columns, rows, work)
+            if switched is not None:
+                results.append(switched)
+                print(results[-1], flush=True)
 
     table = pd.DataFrame(results).set_index("case")
     table["rows_per_s"] = table["requests"] * args.rows / table["seconds"]

@@ -332,7 +332,7 @@ class Case:
 def cases(inputs: Inputs, passes: int, seed: int, cuda: bool, notes: list[str]) -> list[Case]:
     import onnxruntime as ort
 
-    from nextday.inference.model import ModelInference
+    from nextday.inference.model import ModelInference, RuntimeOptions
     from nextday.models.mc_dropout import mc_samples
 
     model, folder = inputs.keras_model, inputs.folder
@@ -343,7 +343,7 @@ def cases(inputs: Inputs, passes: int, seed: int, cuda: bool, notes: list[str]) 
     input_name = deterministic.get_inputs()[0].name
     served = {
         "": ModelInference(folder, device="cpu"),
-        "_t1": ModelInference(folder, device="cpu", threads=1),
+        "_t1": ModelInference(folder, device="cpu", runtime=RuntimeOptions(threads=1)),
     }
     out = [
         Case("keras_predict", lambda x: lambda: model.predict(x, verbose=0), slow=True),

@@ -494,3 +494,40 @@ def test_the_served_model_reads_the_calibration_store_from_the_environment(tmp_p
         reader is not None and reader.ttl == 5.0 and reader.store.url.database.endswith("store.db")
     )
     assert served.inference.logger is None  # reading the state does not log predictions
+
+
+def test_the_served_model_runs_onnx_runtime_with_the_exports_threads_or_the_environments(
+    mlp, monkeypatch
+):
+    """export.serving.threads and spinning (1 and off by default) reach the served model's
+    session; NEXTDAY_ORT_THREADS / NEXTDAY_ORT_SPINNING override them; a bad value is named."""
+    from types import SimpleNamespace
+
+    from nextday.inference.pyfunc import EXPORT_ARTIFACT, NextdayOnnxModel
+
+    folder = mlp[0]
+    context = SimpleNamespace(artifacts={EXPORT_ARTIFACT: str(folder)})
+    for name in ("NEXTDAY_ORT_THREADS", "NEXTDAY_ORT_SPINNING", "NEXTDAY_PREDICTION_LOG_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NEXTDAY_FOLLOW_ALIAS", "none")
+
+    def served_options():
+        served = NextdayOnnxModel()
+        served.load_context(context)
+        options = served.inference.session.get_session_options()
+        spinning = options.get_session_config_entry("session.intra_op.allow_spinning")
+        return options.intra_op_num_threads, spinning
+
+    assert served_options() == (1, "0")
+    monkeypatch.setenv("NEXTDAY_ORT_THREADS", "2")
+    monkeypatch.setenv("NEXTDAY_ORT_SPINNING", "1")
+    assert served_options() == (2, "1")
+    monkeypatch.setenv("NEXTDAY_ORT_THREADS", "0")  # ONNX Runtime's default count
+    assert served_options()[0] == 0
+    monkeypatch.setenv("NEXTDAY_ORT_THREADS", "two")
+    with pytest.raises(ValueError, match="NEXTDAY_ORT_THREADS='two'"):
+        served_options()
+    with pytest.raises(ValueError, match=r"export.serving.threads=-1"):
+        ExportSettings.from_config(
+            compose(["experiment=quick", "export.serving.threads=-1"]).export
+        )

@@ -42,6 +42,10 @@ class ServingSettings:
     range_multiple: float
     # the served model checks its alias this often and serves the version it names (0: never)
     follow_alias_s: float = 30.0
+    # ONNX Runtime in each served process: intra-op threads (0: its default, one per core)
+    # and whether idle threads spin waiting for work
+    threads: int = 1
+    spinning: bool = False
 
     def __post_init__(self) -> None:
         if self.out_of_range not in RANGE_POLICIES:
@@ -52,6 +56,10 @@ class ServingSettings:
             raise ValueError(
                 f"export.serving.follow_alias_s={self.follow_alias_s}: 0 (off) or more seconds"
             )
+        if self.threads < 0:
+            raise ValueError(
+                f"export.serving.threads={self.threads}: 0 (ONNX Runtime's default) or more"
+            )
 
     @classmethod
     def from_config(cls, serving: Mapping) -> ServingSettings:
@@ -60,6 +68,8 @@ class ServingSettings:
             out_of_range=str(serving["out_of_range"]),
             range_multiple=float(serving["range_multiple"]),
             follow_alias_s=float(serving.get("follow_alias_s", 30.0)),
+            threads=int(serving.get("threads", 1)),
+            spinning=bool(serving.get("spinning", False)),
         )
 
 

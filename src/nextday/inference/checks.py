@@ -178,8 +178,12 @@ def _one_row(data, columns: list[str]) -> np.ndarray:
 def _from_frame(data: pd.DataFrame, columns: list[str]) -> np.ndarray:
     if data.empty:
         raise InputError("empty batch: no rows to predict")
-    _check_columns([str(c) for c in data.columns], columns)
-    frame = data.rename(columns=str)[columns]
+    given = [str(c) for c in data.columns]
+    if given == columns:  # the usual case (and what MLflow's schema enforcement hands on)
+        frame = data
+    else:
+        _check_columns(given, columns)
+        frame = data.set_axis(given, axis=1)[columns]
     dtypes = dict(zip(columns, frame.dtypes, strict=True))
     for kind, what in NOT_NUMBERS.items():
         wrong = [c for c in columns if getattr(dtypes[c], "kind", "O") == kind]

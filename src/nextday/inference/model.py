@@ -69,6 +69,8 @@ DEFAULT_SERVING = {
     "out_of_range": "flag",
     "range_multiple": 10.0,
     "follow_alias_s": 30.0,  # the served model: how often it checks its alias (0: never)
+    "threads": 0,  # the served model's ONNX Runtime: its default threads and spinning
+    "spinning": True,
 }
 RANGE_POLICIES = ("flag", "refuse")
 
@@ -234,14 +236,28 @@ def alias_of(uri: str) -> tuple[str, str] | None:
     return (name, alias) if name and alias else None
 
 
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """ONNX Runtime's session options that serving sets: intra-op `threads` and `spinning`
+    (idle threads wait busy for work); None: ONNX Runtime's default (a thread per core,
+    spinning)."""
+
+    threads: int | None = None
+    spinning: bool | None = None
+
+
 @functools.lru_cache(maxsize=32)
-def _session(path: str, digest: str, provider: str, threads: int | None):
+def _session(path: str, digest: str, provider: str, runtime: RuntimeOptions):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
+    if runtime.threads:
+        options.intra_op_num_threads = runtime.threads
         options.inter_op_num_threads = 1
+    if runtime.spinning is not None:
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if runtime.spinning else "0"
+        )
     providers = [provider] if provider == CPU else [provider, CPU]
     return ort.InferenceSession(path, options, providers=providers)
 
@@ -257,7 +273,7 @@ class LoadedVersion:
     folder: Path
     metadata: ExportMetadata
     file: Path
-    session_key: tuple[str, str, str, int | None]
+    session_key: tuple[str, str, str, RuntimeOptions]
     session: Any
     features: list[str]
     window: int
@@ -337,14 +353,15 @@ class ModelInference:
     `metadata` is the export's `ExportMetadata` (metadata.json), checked against its files.
     `metadata`, `version`, `features`, `folder`, `session`, `online`, `calibration` and the
     rest are those of the version serving now (`loaded`), which changes only when an
-    alias is followed (`follow_alias_s`)."""
+    alias is followed (`follow_alias_s`). `runtime`: ONNX Runtime's threads and spinning
+    (its defaults unless given; the served model passes the export's `export.serving`)."""
 
     def __init__(
         self,
         source: str | Path,
         device: str = "auto",
         float16: bool | None = None,
-        threads: int | None = None,
+        runtime: RuntimeOptions | None = None,
         logger=None,
         max_rows: int | None = None,
         calibration: CalibrationStore | None = None,
@@ -358,7 +375,8 @@ class ModelInference:
         if device == "cuda" and CUDA not in available:
             raise RuntimeError(f"device=cuda but ONNX Runtime offers only {available}")
         self._use_cuda = device != "cpu" and CUDA in available
-        self._float16, self._threads, self._max_rows = float16, threads, max_rows
+        self._float16, self._max_rows = float16, max_rows
+        self._runtime = runtime or RuntimeOptions()
         self._calibration_store = calibration
         self.logger = logger  # a nextday.monitoring.logger.PredictionLogger, or None
         self.following: str | None = None  # the alias URI followed; None: serves one version
@@ -474,7 +492,7 @@ class ModelInference:
             role = "mc_optimized"  # float16 is for GPUs: the CPU runs float32
         file = folder / files[role]
         key = (str(file), metadata.sha256[files[role]], CUDA if self._use_cuda else CPU)
-        session_key = (*key, self._threads)
+        session_key = (*key, self._runtime)
         session = _session(*session_key)
         features, window = list(metadata.features), int(metadata.window)
         name, version = str(metadata.registered_model), str(metadata.version)
@@ -722,8 +740,9 @@ class ModelInference:
         out = loaded.run(x)
         multiplier = self._correct(loaded, x, out)
         index = features_list.index if isinstance(features_list, pd.DataFrame) else None
-        answer = pd.DataFrame({name: out[name].astype(np.float64) for name in OUTPUTS}, index=index)
-        answer[OUT_OF_RANGE] = outside
+        columns = {name: out[name].astype(np.float64) for name in OUTPUTS}
+        # built in one go: adding a column afterwards costs more than the graph for a few rows
+        answer = pd.DataFrame({**columns, OUT_OF_RANGE: outside}, index=index)
         if self.logger is not None and checked is not None:
             self._log(loaded, answer, checked, time.perf_counter() - started, multiplier)
         return answer

@@ -37,6 +37,13 @@ refused with a log line and the old one keeps serving. A registry that cannot be
 the current version serving (logged once, and again when it answers). Logged predictions name
 the version that answered. So a promotion or rollback reaches the server within
 `follow_alias_s` plus the new version's load time (see nextday.inference.model.ModelInference).
+
+ONNX Runtime's threads: each server process runs its sessions with the export's
+`export.serving.threads` intra-op threads (default 1; 0: ONNX Runtime's own default, one per
+core) and `spinning` (default off: an idle thread sleeps instead of holding its core), which
+NEXTDAY_ORT_THREADS and NEXTDAY_ORT_SPINNING (1/0) override. One thread each is right when the
+server's workers fill the cores (`mlflow models serve -w <cores>`): ONNX Runtime's default
+gives every worker a thread per core, and they contend (docs/benchmarks.md has the figures).
 """
 
 from __future__ import annotations
@@ -44,9 +51,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
+
+if TYPE_CHECKING:
+    from nextday.inference.model import RuntimeOptions
 
 EXPORT_ARTIFACT = "export"
 LOG_URL_ENV = "NEXTDAY_PREDICTION_LOG_URL"
@@ -55,6 +66,8 @@ CALIBRATION_TTL_ENV = "NEXTDAY_CALIBRATION_TTL"
 PASSWORD_ENV = "NEXTDAY_PG_PASSWORD"
 FOLLOW_ALIAS_ENV = "NEXTDAY_FOLLOW_ALIAS"
 FOLLOW_SECONDS_ENV = "NEXTDAY_FOLLOW_ALIAS_S"
+THREADS_ENV = "NEXTDAY_ORT_THREADS"
+SPINNING_ENV = "NEXTDAY_ORT_SPINNING"
 DEFAULT_ALIAS = "production"
 KEY_COLUMNS = ("symbol", "date")
 
@@ -82,7 +95,9 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
             calibration = CalibrationStore(calibration_url, ttl, PASSWORD_ENV)
         folder = context.artifacts[EXPORT_ARTIFACT]
         follow, seconds = follow_settings(folder)
-        self.inference = ModelInference(folder, logger=logger, calibration=calibration)
+        self.inference = ModelInference(
+            folder, runtime=runtime_options(folder), logger=logger, calibration=calibration
+        )
         if follow is not None:  # when the version is the one behind the alias (else: logged)
             self.inference.follow(follow, seconds)
 
@@ -111,6 +126,33 @@ def _server_logging() -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     package.addHandler(handler)
     package.setLevel(logging.INFO)
+
+
+def runtime_options(folder) -> RuntimeOptions:
+    """ONNX Runtime's intra-op threads and spinning for the served model in `folder`:
+    NEXTDAY_ORT_THREADS and NEXTDAY_ORT_SPINNING, else the export's serving policy."""
+    from nextday.contracts.metadata import ExportMetadata
+    from nextday.inference.model import DEFAULT_SERVING, RuntimeOptions, find_metadata
+
+    serving = {**DEFAULT_SERVING, **ExportMetadata.from_json(find_metadata(folder)).serving}
+    given = os.environ.get(THREADS_ENV, "").strip()
+    try:
+        threads = int(given) if given else int(serving["threads"])
+    except ValueError:
+        raise ValueError(
+            f"{THREADS_ENV}={given!r}: a number of threads (0: ONNX Runtime's default)"
+        ) from None
+    if threads < 0:
+        raise ValueError(f"{THREADS_ENV}={threads}: 0 (ONNX Runtime's default) or more threads")
+    spin = os.environ.get(SPINNING_ENV, "").strip().lower()
+    if spin not in ("", "0", "1", "true", "false"):
+        raise ValueError(f"{SPINNING_ENV}={spin!r}: 1 or 0")
+    spinning = spin in ("1", "true") if spin else bool(serving["spinning"])
+    log.info(
+        "ONNX Runtime: %s intra-op thread(s), spinning %s",
+        threads or "its default", "on" if spinning else "off",
+    )  # fmt: skip
+    return RuntimeOptions(threads=threads or None, spinning=spinning)
 
 
 def follow_settings(folder) -> tuple[str | None, float]:
