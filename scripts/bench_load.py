@@ -113,25 +113,99 @@ def run_load(url: str, bodies: list[bytes], concurrency: int, during=None) -> di
     }
 
 
+def load_cases(args, uri: str, model_uri: str, columns, rows, work: Path) -> list[dict]:
+    """Plain requests (no keys, nothing logged) at 1 and 2 workers, each ONNX Runtime setting."""
+    plain = [body(columns, rows, None)] * args.requests
+    results = []
+    for workers in (1, 2):
+        for runtime, env in RUNTIMES.items():
+            log = work / f"server-{workers}-{len(results)}.log"
+            server = Server(model_uri, uri, log, workers=workers, env=env)
+            try:
+                server.wait(240)
+                run_load(server.url, plain[: 4 * args.concurrency], args.concurrency)  # warm-up
+                result = run_load(server.url, plain, args.concurrency)
+            finally:
+                server.stop()
+            results.append({"case": f"load, {workers} worker(s), {runtime}", **result})
+    return results
+
+
+def fault_case(args, uri: str, model_uri: str, columns, rows, work: Path) -> list[dict]:
+    """Keyed requests logged into PostgreSQL, which is killed a third of the way in."""
+    folder = Path(tempfile.mkdtemp(prefix="nextday-bench-load-pg-"))
+    folder.chmod(0o755)
+    try:
+        pg_url = local_postgres.start(folder)
+        port = int(pg_url.rsplit(":", 1)[1].split("/")[0])
+        Store(pg_url).create()
+        keyed = [body(columns, rows, i) for i in range(args.requests)]
+        env = {"NEXTDAY_PREDICTION_LOG_URL": pg_url, "NEXTDAY_ROOT": str(work)}
+        server = Server(model_uri, uri, work / "server-fault.log", workers=1, env=env)
+        outage = {"killed": False}
+
+        def kill_and_restart(done: int) -> None:
+            if done >= args.requests // 3 and not outage["killed"]:
+                outage["killed"] = True
+                local_postgres.stop(folder)
+                threading.Timer(
+                    args.outage, lambda: local_postgres.start(folder, port=port)
+                ).start()
+
+        try:
+            server.wait(240)
+            result = run_load(server.url, keyed, args.concurrency, during=kill_and_restart)
+            time.sleep(args.outage + 3)  # the database is back; the logger catches up
+        finally:
+            server.stop()  # SIGTERM: the logger writes what it still holds, then exits
+        expected = args.requests * args.rows
+        deadline = time.time() + 60
+        while True:
+            try:
+                logged = int(Store(pg_url).count("model_predictions"))
+            except Exception:
+                logged = -1
+            if logged >= expected or time.time() > deadline:
+                break
+            time.sleep(1)
+        rejected = work / "logs" / "rejected_predictions.jsonl"
+        dead = len(rejected.read_text().splitlines()) if rejected.exists() else 0
+    finally:
+        local_postgres.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    return [
+        {
+            "case": f"fault: database away {args.outage:.0f} s mid-load",
+            **result,
+            "rows_sent": expected,
+            "rows_logged": logged,
+            "rows_lost": expected - max(logged, 0) - dead,
+            "rows_dead_lettered": dead,
+        }
+    ]
+
+
 SWITCH_ALIAS = "bench-switch"
 
 
-def switch_case(args, uri: str, model_uri: str, columns, rows, work: Path) -> dict | None:
+def switch_case(args, uri: str, model_uri: str, columns, rows, work: Path) -> list[dict]:
     """The keyed load while the followed alias moves to another version and back."""
     client = mlflow.MlflowClient()
     name, first = model_uri.removeprefix("models:/").rsplit("/", 1)
-    others = [v for v in client.search_model_versions(f"name = '{name}'") if v.version != first]
+    numbers = {int(v.version) for v in client.search_model_versions(f"name = '{name}'")}
+    others = numbers - {int(first)}
     if not others:
         print(
             f"switch case skipped: {name} has one version; make another with `python -m "
             "nextday export export.seed=7 export.promote=false`",
             flush=True,
         )
-        return None
-    second = str(max(int(v.version) for v in others))
+        return []
+    second = str(max(others))
     folder = Path(tempfile.mkdtemp(prefix="nextday-bench-switch-pg-"))
     folder.chmod(0o755)
     moves: list[tuple[str, float]] = []
+    lock = threading.Lock()  # `move` is called from the client's threads
     client.set_registered_model_alias(name, SWITCH_ALIAS, first)
     try:
         pg_url = local_postgres.start(folder)
@@ -147,9 +221,12 @@ def switch_case(args, uri: str, model_uri: str, columns, rows, work: Path) -> di
             f"models:/{name}@{SWITCH_ALIAS}", uri, work / "server-switch.log", workers=2, env=env
         )
 
+        planned = [(args.requests // 3, second), (2 * args.requests // 3, first)]
+
         def move(done: int) -> None:
-            for share, version in ((1 / 3, second), (2 / 3, first)):
-                if done >= args.requests * share and len(moves) < (1 if version == second else 2):
+            with lock:
+                if len(moves) < len(planned) and done >= planned[len(moves)][0]:
+                    version = planned[len(moves)][1]
                     # the log's created_at clock: the local wall clock, naive
                     moves.append((version, pd.Timestamp.now().value / 1e9))
                     client.set_registered_model_alias(name, SWITCH_ALIAS, version)
@@ -164,11 +241,13 @@ def switch_case(args, uri: str, model_uri: str, columns, rows, work: Path) -> di
         client.delete_registered_model_alias(name, SWITCH_ALIAS)
         local_postgres.stop(folder)
         shutil.rmtree(folder, ignore_errors=True)
-    return {
-        "case": f"switch: v{first} -> v{second} -> v{first} mid-load, 2 workers",
-        **result,
-        **switch_figures(logged, moves, args.requests * args.rows),
-    }
+    return [
+        {
+            "case": f"switch: v{first} -> v{second} -> v{first} mid-load, 2 workers",
+            **result,
+            **switch_figures(logged, moves, args.requests * args.rows),
+        }
+    ]
 
 
 def switch_figures(logged: pd.DataFrame, moves: list[tuple[str, float]], sent: int) -> dict:
@@ -183,7 +262,7 @@ def switch_figures(logged: pd.DataFrame, moves: list[tuple[str, float]], sent: i
     }
     for version, count in logged["model_version"].value_counts().sort_index().items():
         figures[f"rows_v{version}"] = int(count)
-    created = pd.to_datetime(logged["created_at"]).astype("int64") / 1e9
+    created = (pd.to_datetime(logged["created_at"]) - pd.Timestamp(0)).dt.total_seconds()
     for k, (version, at) in enumerate(moves):
         until = moves[k + 1][1] if k + 1 < len(moves) else np.inf
         window = (created >= at) & (created < until)
@@ -202,7 +281,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--outage", type=float, default=5.0, help="seconds the database is away")
     parser.add_argument("--follow-s", type=float, default=1.0, help="the switch case's check")
-    parser.add_argument("--no-switch", action="store_true", help="skip the switch case")
+    parser.add_argument("--cases", default="load,fault,switch", help="which cases, in order")
     parser.add_argument("--no-log", action="store_true", help="print only; log nothing to MLflow")
     args = parser.parse_args()
 
@@ -217,80 +296,18 @@ def main() -> None:
     high = np.array([ranges.get(c, [0.0, 0.01])[1] for c in columns])
     rng = np.random.default_rng(0)
     rows = low + (high - low) * rng.uniform(0.3, 0.7, size=(args.rows, len(columns)))
-    plain = [body(columns, rows, None)] * args.requests
-    results = []
+    cases = {"load": load_cases, "fault": fault_case, "switch": switch_case}
+    chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in cases]
+    if unknown:
+        raise SystemExit(f"--cases: unknown {unknown}; choose from {list(cases)}")
+    results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="nextday-bench-load-") as scratch:
         work = Path(scratch)
-        for workers in (1, 2):
-            for runtime, env in RUNTIMES.items():
-                log = work / f"server-{workers}-{len(results)}.log"
-                server = Server(model_uri, uri, log, workers=workers, env=env)
-                try:
-                    server.wait(240)
-                    run_load(server.url, plain[: 4 * args.concurrency], args.concurrency)
-                    result = run_load(server.url, plain, args.concurrency)
-                finally:
-                    server.stop()
-                results.append({"case": f"load, {workers} worker(s), {runtime}", **result})
-                print(results[-1], flush=True)
-
-        folder = Path(tempfile.mkdtemp(prefix="nextday-bench-load-pg-"))
-        folder.chmod(0o755)
-        try:
-            pg_url = local_postgres.start(folder)
-            port = int(pg_url.rsplit(":", 1)[1].split("/")[0])
-            Store(pg_url).create()
-            keyed = [body(columns, rows, i) for i in range(args.requests)]
-            env = {"NEXTDAY_PREDICTION_LOG_URL": pg_url, "NEXTDAY_ROOT": str(work)}
-            server = Server(model_uri, uri, work / "server-fault.log", workers=1, env=env)
-            outage = {"killed": False}
-
-            def kill_and_restart(done: int) -> None:
-                if done >= args.requests // 3 and not outage["killed"]:
-                    outage["killed"] = True
-                    local_postgres.stop(folder)
-                    threading.Timer(
-                        args.outage, lambda: local_postgres.start(folder, port=port)
-                    ).start()
-
-            try:
-                server.wait(240)
-                result = run_load(server.url, keyed, args.concurrency, during=kill_and_restart)
-                time.sleep(args.outage + 3)  # the database is back; the logger catches up
-            finally:
-                server.stop()  # SIGTERM: the logger writes what it still holds, then exits
-            expected = args.requests * args.rows
-            deadline = time.time() + 60
-            while True:
-                try:
-                    logged = int(Store(pg_url).count("model_predictions"))
-                except Exception:
-                    logged = -1
-                if logged >= expected or time.time() > deadline:
-                    break
-                time.sleep(1)
-            rejected = work / "logs" / "rejected_predictions.jsonl"
-            dead = len(rejected.read_text().splitlines()) if rejected.exists() else 0
-            results.append(
-                {
-                    "case": f"fault: database away {args.outage:.0f} s mid-load",
-                    **result,
-                    "rows_sent": expected,
-                    "rows_logged": logged,
-                    "rows_lost": expected - max(logged, 0) - dead,
-                    "rows_dead_lettered": dead,
-                }
-            )
-            print(results[-1], flush=True)
-        finally:
-            local_postgres.stop(folder)
-            shutil.rmtree(folder, ignore_errors=True)
-
-        if not args.no_switch:
-            switched = switch_case(args, uri, model_uri, columns, rows, work)
-            if switched is not None:
-                results.append(switched)
-                print(results[-1], flush=True)
+        for case in chosen:
+            for result in cases[case](args, uri, model_uri, columns, rows, work):
+                results.append(result)
+                print(result, flush=True)
 
     table = pd.DataFrame(results).set_index("case")
     table["rows_per_s"] = table["requests"] * args.rows / table["seconds"]

@@ -29,6 +29,7 @@ peak_mem_mb>` and the table (`bench/serve.md`, `bench/serve.csv`) into the expor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -304,14 +305,24 @@ class Server:
             for pid in self.pids()
         )
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM to the server's process group, and wait until every process of it is gone
+        (a worker writes the prediction log's buffer before it exits), SIGKILL after
+        `timeout` seconds."""
         self.session.close()
         if self.process.poll() is None:
+            tree = self.pids()
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)  # the group this script started
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=timeout)
+                deadline = time.perf_counter() + timeout
+                while any(Path(f"/proc/{pid}").exists() for pid in tree):
+                    if time.perf_counter() > deadline:
+                        raise subprocess.TimeoutExpired(self.command, timeout)
+                    time.sleep(0.1)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
             except ProcessLookupError:
                 pass

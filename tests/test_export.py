@@ -392,6 +392,7 @@ def test_mlflow_models_serve_answers_and_refuses_bad_input(store):
         for payload in (
             {"dataframe_split": split},
             {"dataframe_records": rows.to_dict(orient="records")},
+            {"inputs": {column: rows[column].tolist() for column in rows}},  # columnar tensors
         ):
             answer = invoke(payload)
             assert answer.status_code == 200, answer.text
@@ -420,11 +421,17 @@ def test_mlflow_models_serve_answers_and_refuses_bad_input(store):
         assert "row 0, column 'vol_20d' is NaN" in invoke(bad["NaN"]).json()["message"]
         assert invoke(bad["empty"]).status_code == 400
 
-        # with keys: answered as before, and every row lands in model_predictions
+        # with keys: answered as before, and every row lands in model_predictions (half of
+        # them sent as dataframe_split, half as columnar inputs)
         keyed = rows.assign(symbol=[f"S{i:03d}" for i in range(64)], date="2024-03-01")
-        answer = invoke({"dataframe_split": json.loads(keyed.to_json(orient="split", index=False))})
-        assert answer.status_code == 200, answer.text
-        assert len(answer.json()["predictions"]) == 64
+        first, second = keyed.iloc[:32], keyed.iloc[32:]
+        for payload in (
+            {"dataframe_split": json.loads(first.to_json(orient="split", index=False))},
+            {"inputs": {column: second[column].tolist() for column in second}},
+        ):
+            answer = invoke(payload)
+            assert answer.status_code == 200, answer.text
+            assert len(answer.json()["predictions"]) == 32
         unkeyed = keyed.astype({"symbol": object})
         unkeyed.loc[3, "symbol"] = None
         refused = invoke({"dataframe_records": unkeyed.to_dict(orient="records")})
@@ -461,12 +468,32 @@ def test_mlflow_models_serve_answers_and_refuses_bad_input(store):
         assert (logged["model_name"] == NAME).all() and (logged["model_version"] == "2").all()
         assert (logged["latency_ms"] > 0).all()
         assert (logged["p10"] <= logged["p90"]).all() and logged["actual"].isna().all()
+
+        # stopped right after answering: the rows still buffered are written before it exits
+        last = rows.iloc[:16].assign(symbol=[f"LAST{i:02d}" for i in range(16)], date="2024-03-04")
+        answer = invoke({"dataframe_split": json.loads(last.to_json(orient="split", index=False))})
+        assert answer.status_code == 200, answer.text
+        children = _children(server.pid)  # the uvicorn process that holds the model
+        assert children, "mlflow models serve runs uvicorn in a child process"
+        server.terminate()  # the CLI dies; uvicorn gets SIGTERM on its parent's death
+        server.wait(timeout=30)
+        deadline = time.time() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in children):
+            assert time.time() < deadline, "the scoring server did not exit"
+            time.sleep(0.1)
+        written = store.read("model_predictions", "ts = :day", {"day": "2024-03-04"})
+        assert sorted(written["symbol"]) == sorted(last["symbol"])
     finally:
         server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in found.read_text().split()] if found.exists() else []
 
 
 def test_the_serving_path_imports_nothing_of_the_training_stack():

@@ -12,7 +12,9 @@ and `date` beside the features is logged to the store's model_predictions, off t
 path (nextday.monitoring.logger.PredictionLogger). The keys are checked first
 (`nextday.inference.checks.check_keys`): an empty or over-long symbol, or a date that is not
 an unambiguous calendar date, is HTTP 400 naming the row, and nothing of that request is
-logged. Requests without keys are answered and not logged.
+logged. Requests without keys are answered and not logged. When the server is stopped
+(SIGTERM, with any number of workers), each worker writes what it still buffers after its
+last request, before it exits.
 
 Online calibration: a version exported with an online rule serves its interval corrected by
 the latest state `monitor` wrote to the store's calibration_state, read from
@@ -51,6 +53,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
+import threading
 from typing import TYPE_CHECKING
 
 import mlflow.pyfunc
@@ -70,6 +74,7 @@ THREADS_ENV = "NEXTDAY_ORT_THREADS"
 SPINNING_ENV = "NEXTDAY_ORT_SPINNING"
 DEFAULT_ALIAS = "production"
 KEY_COLUMNS = ("symbol", "date")
+SCORING_APP_MODULE = "mlflow.pyfunc.scoring_server.app"  # what `mlflow models serve` runs
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +90,7 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
             from nextday.monitoring.logger import PredictionLogger
 
             logger = PredictionLogger(url, password_env=PASSWORD_ENV)
-            atexit.register(logger.close)  # what is buffered is written when the server stops
+            _close_at_exit(logger)  # what is buffered is written when the process ends
             log.info("logging predictions to %s", logger.store.display_url)
         calibration_url = os.environ.get(CALIBRATION_URL_ENV) or url
         if calibration_url:
@@ -93,6 +98,8 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
 
             ttl = float(os.environ.get(CALIBRATION_TTL_ENV) or 60.0)
             calibration = CalibrationStore(calibration_url, ttl, PASSWORD_ENV)
+        # the scoring server's app does not exist yet: hooked at the first request
+        self._unhooked: threading.Lock | None = threading.Lock() if logger else None
         folder = context.artifacts[EXPORT_ARTIFACT]
         follow, seconds = follow_settings(folder)
         self.inference = ModelInference(
@@ -104,6 +111,8 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         from nextday.inference.checks import InputError
 
+        if self._unhooked is not None:
+            self._close_with_the_server()
         keys = None
         try:
             if all(k in getattr(model_input, "columns", ()) for k in KEY_COLUMNS):
@@ -113,6 +122,41 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
             return self.inference.predict_batch(model_input, keys=keys)
         except InputError as error:
             raise MlflowException.invalid_parameter_value(str(error)) from error
+
+    def _close_with_the_server(self) -> None:
+        """Have the scoring server's app close the logger when it shuts down: after its last
+        request, before the process ends. uvicorn re-raises the SIGTERM that stopped it once
+        it has shut down, which ends the process without atexit or finalizers, so without
+        this the rows of the last second before a stop would be lost."""
+        lock = self._unhooked
+        if lock is None or not lock.acquire(blocking=False):
+            return  # hooked already, or another request is hooking it now
+        module = sys.modules.get(SCORING_APP_MODULE)
+        handlers = getattr(
+            getattr(getattr(module, "app", None), "router", None), "on_shutdown", None
+        )
+        if isinstance(handlers, list):
+            handlers.append(self.inference.logger.close)
+        elif module is not None:
+            log.warning(
+                "%s has no FastAPI app to close the prediction log at shutdown: rows buffered "
+                "when the server is stopped may be lost", SCORING_APP_MODULE,
+            )  # fmt: skip
+        self._unhooked = None  # not served by MLflow's scoring server: at exit only
+
+
+def _close_at_exit(logger) -> None:
+    """Close `logger` (writing what it buffers) when this process ends: at exit of the server's
+    own process, or, in a worker of `mlflow models serve -w N` (uvicorn's workers are
+    multiprocessing children, which leave through os._exit without running atexit), as a
+    multiprocessing finalizer, which such a child runs after its server has shut down."""
+    import multiprocessing
+    import multiprocessing.util
+
+    if multiprocessing.parent_process() is None:
+        atexit.register(logger.close)
+    else:
+        multiprocessing.util.Finalize(None, logger.close, exitpriority=10)
 
 
 def _server_logging() -> None:

@@ -95,6 +95,7 @@ class PredictionLogger:
         self._pending = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._closed = False
         self._thread = None
         if background:
             self._thread = threading.Thread(target=self._run, name="prediction-logger", daemon=True)
@@ -208,7 +209,11 @@ class PredictionLogger:
             self.flush()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop the thread and write what is left, retrying until `timeout` seconds."""
+        """Stop the thread and write what is left, retrying until `timeout` seconds (once:
+        a second call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
