@@ -137,19 +137,19 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
         )
         if isinstance(handlers, list):
             handlers.append(self.inference.logger.close)
-        elif module is not None:
+        elif module is not None:  # another MLflow: say so (outside its server, at exit only)
             log.warning(
                 "%s has no FastAPI app to close the prediction log at shutdown: rows buffered "
                 "when the server is stopped may be lost", SCORING_APP_MODULE,
             )  # fmt: skip
-        self._unhooked = None  # not served by MLflow's scoring server: at exit only
+        self._unhooked = None  # tried once
 
 
 def _close_at_exit(logger) -> None:
-    """Close `logger` (writing what it buffers) when this process ends: at exit of the server's
-    own process, or, in a worker of `mlflow models serve -w N` (uvicorn's workers are
-    multiprocessing children, which leave through os._exit without running atexit), as a
-    multiprocessing finalizer, which such a child runs after its server has shut down."""
+    """Close `logger` (writing what it buffers) when this process exits normally: atexit, or
+    in a multiprocessing child (a worker of `mlflow models serve -w N`), which skips atexit,
+    a multiprocessing finalizer. A stop by SIGTERM skips both: the app's shutdown closes it
+    (`_close_with_the_server`)."""
     import multiprocessing
     import multiprocessing.util
 
