@@ -32,11 +32,11 @@ serve: setup
 		--env-manager local -h 127.0.0.1 -p $(PORT)
 
 # every test, on TEST_WORKERS pytest-xdist workers (auto: one a core, at most 4). Each module
-# stays on one worker (--dist loadgroup, tests/conftest.py), the slow ones start first, and
+# stays on one worker (--dist loadfile, tests/conftest.py), the slow ones start first, and
 # the quick pipeline the modules read is built once (PostgreSQL tests start their own server)
 TEST_WORKERS ?= auto
 test: setup
-	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadgroup --no-loadscope-reorder \
+	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile --no-loadscope-reorder \
 		-q --durations=20
 
 # the unit tier, after each edit: no MLflow store, database, server or training run (about a

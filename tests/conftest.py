@@ -90,29 +90,21 @@ def pytest_collection_modifyitems(config, items):
 
     - a test using an INTEGRATION_FIXTURES fixture, or with an INTEGRATION_MARKS mark, is
       also `integration`;
-    - each module's tests form one xdist group (`--dist loadgroup`), so that a module's
-      fixtures are built once, on one worker; a test with its own `xdist_group` keeps it;
-    - groups holding a `slow` test run first, the longest first (`slow(seconds=...)`, its
+    - modules holding a `slow` test run first, the longest first (`slow(seconds=...)`, its
       time on two cores; 20 when not given), so that the workers finish at about the same
-      time (the order within a module is kept)."""
+      time (the order within a module is kept). `make test` keeps each module on one
+      pytest-xdist worker (`--dist loadfile`), so that its fixtures are built once: two
+      tests that take minutes each and share nothing go in two modules."""
     for item in items:
         marked = any(item.get_closest_marker(name) for name in INTEGRATION_MARKS)
         if marked or INTEGRATION_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.integration)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-    weight: dict[str, float] = {}
+    weight: dict[Path, float] = {}
     for item in items:
         if (mark := item.get_closest_marker("slow")) is not None:
             seconds = float(mark.kwargs.get("seconds", 20))
-            weight[_group(item)] = max(weight.get(_group(item), 0.0), seconds)
-    items.sort(key=lambda item: -weight.get(_group(item), 0.0))  # stable
-
-
-def _group(item) -> str:
-    return item.get_closest_marker("xdist_group").kwargs.get("name") or str(
-        item.get_closest_marker("xdist_group").args[0]
-    )
+            weight[item.path] = max(weight.get(item.path, 0.0), seconds)
+    items.sort(key=lambda item: -weight.get(item.path, 0.0))  # stable
 
 
 def copy_root(source: Path, target: Path) -> Path:
