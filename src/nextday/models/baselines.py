@@ -7,6 +7,7 @@ judged on inputs the model did not get, nor wrecked by outliers the model is pro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -69,9 +70,10 @@ class Baselines:
         self.mean_ = float(np.average(y, weights=weight))
         self.ridge_alpha_ = self._choose_alpha(processed, y, weight, dates, judged)
         self.linear_ = Ridge(alpha=self.ridge_alpha_).fit(processed, y, sample_weight=weight)
+        self.tree_bins_ = WeightedBins.fit(processed, weight)
         self.tree_ = HistGradientBoostingRegressor(
             random_state=self.seed, early_stopping=False, **self.tree_params
-        ).fit(processed, y, sample_weight=weight)
+        ).fit(self.tree_bins_.transform(processed), y, sample_weight=weight)
         return self
 
     def fit_model_rows(self, data: ModelData, limit: int | None = None) -> Baselines:
@@ -119,5 +121,56 @@ class Baselines:
         if name == "linear":
             return self.linear_.predict(self.processor.transform(x).astype(np.float64))
         if name == "tree":
-            return self.tree_.predict(self.processor.transform(x).astype(np.float64))
+            processed = self.processor.transform(x).astype(np.float64)
+            return self.tree_.predict(self.tree_bins_.transform(processed))
         raise ValueError(f"unknown baseline {name!r}: expected one of {BASELINES}")
+
+
+@dataclass(frozen=True)
+class WeightedBins:
+    """Each feature cut at its weighted quantiles, as the tree ensemble bins it: up to
+    `MAX_BINS` bins per feature, a bin per distinct value when there are fewer, weights
+    counted (the "averaged inverted CDF" of scikit-learn's binner; missing values stay
+    missing).
+
+    The tree is fitted on the bin numbers, which it keeps as its own bins. scikit-learn 1.9's
+    binner finds each weighted quantile with a sort of its own (254 sorts per feature): 1.7 s
+    of the tree's 1.8 s on 9,000 rows, with weights all equal (the normal model's) or not.
+    Here it is one sort per feature (its fix upstream: scikit-learn pull request 34248)."""
+
+    thresholds: tuple[np.ndarray, ...]
+
+    @classmethod
+    def fit(cls, x: np.ndarray, weight: np.ndarray | None = None) -> WeightedBins:
+        weight = np.ones(len(x)) if weight is None else np.asarray(weight, dtype=np.float64)
+        return cls(tuple(_weighted_thresholds(x[:, j], weight) for j in range(x.shape[1])))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """The bin number of each value (0 for at or below the first threshold), as floats."""
+        binned = np.empty(x.shape, dtype=np.float64)
+        for j, thresholds in enumerate(self.thresholds):
+            binned[:, j] = np.searchsorted(thresholds, x[:, j], side="left")
+        binned[np.isnan(x)] = np.nan
+        return binned
+
+
+MAX_BINS = 255  # HistGradientBoostingRegressor's default, and its most
+
+
+def _weighted_thresholds(column: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The increasing thresholds between one feature's bins: value v falls in bin i when
+    thresholds[i - 1] < v <= thresholds[i]."""
+    keep = ~np.isnan(column) & (weight != 0)
+    order = np.argsort(column[keep], kind="stable")
+    values, weight = column[keep][order], weight[keep][order]
+    distinct = np.unique(values)
+    if len(distinct) <= MAX_BINS:
+        return (distinct[:-1] + distinct[1:]) / 2
+    cdf = np.cumsum(weight)
+    ranks = np.linspace(0, 100, MAX_BINS + 1)[1:-1] / 100 * cdf[-1]  # as scikit-learn rounds
+    at = np.minimum(np.searchsorted(cdf, ranks), len(values) - 1)
+    # a rank that lands exactly on a step of the CDF takes the mean of that value and the next
+    exact = cdf[at] - ranks <= np.finfo(np.float64).eps
+    following = values[np.minimum(at + 1, len(values) - 1)]
+    thresholds = np.where(exact, (values[at] + following) / 2, values[at])
+    return np.unique(thresholds)
