@@ -469,8 +469,8 @@ def keyed_body(x: np.ndarray, columns: list[str], start: int = 0) -> bytes:
 def stage_rows(model_uri: str, x: np.ndarray, columns: list[str], work: Path, args) -> list[dict]:
     """What each stage of the server's request path costs, in this process: MLflow's own
     functions on the same body the HTTP rows send (with keys), and ModelInference's parts."""
+    from nextday.inference.prediction_log import PredictionLogger
     from nextday.inference.pyfunc import LOG_URL_ENV
-    from nextday.monitoring.logger import PredictionLogger
 
     os.environ.pop(LOG_URL_ENV, None)  # the pyfunc loads without a logger: one is timed apart
     pyfunc = mlflow.pyfunc.load_model(model_uri)

@@ -19,11 +19,11 @@ from nextday.backtest.metrics import coverage_name
 from nextday.backtest.settings import BacktestSettings
 from nextday.config import compose
 from nextday.contracts import artifacts, tags
+from nextday.contracts.outputs import INTERVALS, SERVED_LEVELS
 from nextday.data.store import Store
 from nextday.evaluation.intervals import coverage, interval_metrics, level_tag
 from nextday.evaluation.metrics import direction_accuracy, point_metrics
 from nextday.evaluation.signal_analytics import forward_returns
-from nextday.inference.outputs import INTERVALS, SERVED_LEVELS
 from nextday.steps.backtest import run_backtest
 from nextday.steps.inputs import load_prepared
 from nextday.uncertainty.online import ServedOnline
@@ -401,7 +401,7 @@ def test_monitor_joins_actuals_and_alerts_on_planted_drift(store, tmp_path):
     """Predictions logged through ModelInference get the right actuals; a planted shift of a
     feature's live values raises a drift alert with the retraining recommendation."""
     from nextday.inference import ModelInference
-    from nextday.monitoring.logger import PredictionLogger
+    from nextday.inference.prediction_log import PredictionLogger
     from nextday.steps.monitor import run_monitor
 
     _, cfg, prepare_id = store

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from nextday.config import LEVEL_KEYS, UnservedLevelError, compose
-from nextday.inference.outputs import SERVED_LEVELS
+from nextday.contracts.outputs import SERVED_LEVELS
 
 UNSERVED = next(level for level in (0.9, 0.5, 0.95) if level not in SERVED_LEVELS)
 

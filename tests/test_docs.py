@@ -12,11 +12,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from nextday.contracts.outputs import OUTPUTS
 from nextday.export import card
 from nextday.export.files import file_names
 from nextday.features import FEATURE_GROUPS
 from nextday.inference.checks import input_columns
-from nextday.inference.outputs import OUTPUTS
 from nextday.steps import catalog
 
 ROOT = Path(__file__).resolve().parents[1]

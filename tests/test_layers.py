@@ -1,5 +1,5 @@
-"""The layers of DESIGN.md hold: the steps are entry points that import the domain, never the
-other way round."""
+"""The layers hold: the steps are entry points that import the domain, never the other way
+round, and no two parts of the package import each other."""
 
 from __future__ import annotations
 
@@ -93,3 +93,79 @@ def test_a_step_imports_no_other_step_for_a_helper():
             if _imports_steps(name) and imported not in STEP_HELPERS | {STEPS, module}:
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}")
     assert not offenders, "a step imports another step:\n" + "\n".join(offenders)
+
+
+def _package_imports() -> dict[str, dict[str, list[str]]]:
+    """For each top-level part of the package (a subpackage or a module), the other parts it
+    imports, each with the lines that do."""
+    parts = {p.stem for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    graph: dict[str, dict[str, list[str]]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = _module(path)
+        source = (module.split(".") + [""])[1]
+        for line, name in _imported(
+            ast.parse(path.read_text()), module, path.name == "__init__.py"
+        ):
+            target = (name.split(".") + [""])[1] if name.startswith("nextday.") else ""
+            if target in parts and target not in {source, "__init__"}:
+                where = f"{path.relative_to(PACKAGE.parent)}:{line}"
+                lines = graph.setdefault(source, {}).setdefault(target, [])
+                if where not in lines:  # `from x import y` names x and x.y on one line
+                    lines.append(where)
+    return graph
+
+
+def _cycles(graph: dict[str, dict[str, list[str]]]) -> list[list[str]]:
+    """The groups of parts that reach each other through their imports (Tarjan's strongly
+    connected components of more than one part)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, {}):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_two_parts_of_the_package_import_each_other():
+    """The layers run one way: the shared names at the bottom (contracts, pages, timing), then
+    the data, the models, serving, the judging and the steps on top. A cycle between two parts
+    (however long) means one of them reaches up, and is named with the lines that close it."""
+    graph = _package_imports()
+    problems = []
+    for group in _cycles(graph):
+        lines = [
+            f"  {source} -> {target}: {', '.join(graph[source][target][:3])}"
+            for source in group
+            for target in group
+            if target in graph.get(source, {})
+        ]
+        problems.append(f"{' <-> '.join(group)}:\n" + "\n".join(lines))
+    assert not problems, "parts of the package import each other:\n" + "\n".join(problems)
+
+
+def test_the_cycle_finder_finds_a_long_cycle_and_nothing_in_a_chain():
+    chain = {"a": {"b": ["x"]}, "b": {"c": ["y"]}}
+    assert _cycles(chain) == []
+    assert _cycles({**chain, "c": {"a": ["z"]}, "d": {"a": ["w"]}}) == [["a", "b", "c"]]

@@ -16,10 +16,10 @@ import pytest
 import local_postgres
 from nextday.contracts.reference import Distribution
 from nextday.data.store import Store
+from nextday.inference.prediction_log import PredictionLogger
 from nextday.monitoring import drift
 from nextday.monitoring.accuracy import daily_series, summarize
 from nextday.monitoring.alerts import alerts
-from nextday.monitoring.logger import PredictionLogger
 from nextday.monitoring.settings import MonitorSettings
 
 

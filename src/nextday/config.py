@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -9,9 +10,11 @@ from typing import cast
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from nextday.inference.outputs import INTERVALS, SERVED_LEVELS
+from nextday.config_schema import schema_errors, unknown_key_message
+from nextday.contracts.outputs import INTERVALS, SERVED_LEVELS
 
 # The configs travel with the package: nextday/conf, in the source tree a link to the
 # project's conf/ (resolved here, so CONF_DIR is that folder), in a wheel a plain folder.
@@ -36,6 +39,11 @@ class SecretInConfigError(RefusedConfigError):
 
 class UnservedLevelError(RefusedConfigError):
     """An interval level the served answer does not hold."""
+
+
+class ConfigSchemaError(RefusedConfigError):
+    """A key no group declares, a value not of its key's type, or a number out of range
+    (config_schema.py)."""
 
 
 # the settings that name an interval level: each must be one the served answer holds
@@ -75,22 +83,75 @@ def refuse_unserved_levels(cfg: DictConfig) -> None:
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
-    """The composed config for `overrides`, with paths made absolute; a URL with a password
-    in it, or an interval level that is not served, is refused here, before anything runs."""
+    """The composed config for `overrides`, with paths made absolute. Refused here, before
+    anything runs: a key no group declares, a value not of its key's type or out of range
+    (config_schema.py), a URL with a password in it, an interval level that is not served."""
     folder = conf_dir()
     if not (folder / f"{config_name}.yaml").is_file():
         raise FileNotFoundError(
             f"config folder not found: no {config_name}.yaml in {folder}"
             + (f" ({CONF_ENV} points there)" if os.environ.get(CONF_ENV) else "")
         )
-    with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
-        cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []))
+    overrides = list(overrides or [])
+    choices = [o for o in overrides if _is_group_choice(o, folder)]
+    try:
+        cfg = _hydra_compose(folder, config_name, overrides)
+    except HydraException as error:
+        unknown = re.search(r"Could not override '([^']+)'", str(error))
+        if unknown and "not in struct" in str(error.__cause__ or error):
+            known = _defaults(str(folder), config_name, tuple(choices))
+            raise ConfigSchemaError(unknown_key_message(unknown.group(1), known)) from None
+        raise RefusedConfigError(f"{_hydra_message(error)}; nothing was run") from None
     root = Path(str(cfg.paths.root)).expanduser().resolve()
     OmegaConf.update(cfg, "paths.root", str(root))
     OmegaConf.resolve(cfg)
+    # the defaults of the same group choices type each key; composed only when a key is set
+    typed_by = (
+        _defaults(str(folder), config_name, tuple(choices))
+        if len(choices) < len(overrides)
+        else None
+    )
+    problems = schema_errors(_resolved(cfg), typed_by)
+    if problems:
+        raise ConfigSchemaError("; ".join(problems) + "; nothing was run")
     refuse_secrets(cfg)
     refuse_unserved_levels(cfg)
     return cfg
+
+
+def _hydra_compose(folder: Path, config_name: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides)
+
+
+@functools.lru_cache(maxsize=32)
+def _defaults(folder: str, config_name: str, choices: tuple[str, ...]) -> dict:
+    """The resolved defaults of these group choices, once a process: they type the keys
+    (only their types are read, and the files do not change under a running process)."""
+    return _resolved(_hydra_compose(Path(folder), config_name, list(choices)))
+
+
+def _hydra_message(error: HydraException) -> str:
+    """Hydra's message on one line, without its config search path: `In 'config': Could not
+    find 'model/foo'; available options in 'model': earnings, normal`."""
+    text = str(error).split("Config search path:")[0].strip() or repr(error)
+    head, _, options = text.partition("\n\nAvailable options in ")
+    if options:
+        group, _, names = options.partition(":")
+        head += f"; available options in {group}: {', '.join(names.split())}"
+    return " ".join(head.split())
+
+
+def _resolved(cfg: DictConfig) -> dict:
+    # a DictConfig's container is a dict (to_container is typed for any config node)
+    return cast(dict, OmegaConf.to_container(cfg, resolve=True))
+
+
+def _is_group_choice(override: str, folder: Path) -> bool:
+    """`model=earnings`, `data=csv`, `experiment=quick`: an override that picks a group's
+    option (a folder of the config) rather than setting a key."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return "." not in key and (folder / key).is_dir()
 
 
 def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, str]:

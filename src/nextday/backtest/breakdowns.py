@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from nextday.backtest import performance
+from nextday.contracts.outputs import INTERVALS
 from nextday.evaluation.intervals import coverage, level_tag
 from nextday.evaluation.metrics import point_metrics
-from nextday.inference.outputs import INTERVALS
 
 # the breakdown tables, by the name the report gives each
 MARKET_REGIME = "market regime"

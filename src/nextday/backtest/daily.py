@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from nextday.backtest import performance
+from nextday.contracts.outputs import INTERVALS
 from nextday.evaluation.intervals import coverage
 from nextday.evaluation.metrics import daily_ic, direction_hits
-from nextday.inference.outputs import INTERVALS
 
 REGIME_COLUMNS = ("market_regime", "true_regime")
 

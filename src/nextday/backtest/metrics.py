@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from nextday.backtest import performance, significance
+from nextday.contracts.outputs import INTERVALS
 from nextday.evaluation.diebold_mariano import diebold_mariano
 from nextday.evaluation.intervals import interval_metrics, level_tag
 from nextday.evaluation.metrics import point_metrics, prefixed
 from nextday.evaluation.signal_analytics import SignalAnalytics
-from nextday.inference.outputs import INTERVALS
 
 PREFIX = "bt"
 MODEL = "model"

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from nextday.contracts.outputs import INTERVALS
 from nextday.evaluation.intervals import interval_metrics
 from nextday.evaluation.metrics import prefixed
-from nextday.inference.outputs import INTERVALS
 from nextday.uncertainty.online import (
     REPLAY_COLUMNS,
     VOLATILITY_FEATURE,

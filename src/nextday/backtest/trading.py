@@ -17,7 +17,7 @@ from nextday.backtest import strategy
 from nextday.backtest.costs import Frictions
 from nextday.backtest.metrics import DAILY_REBUILD, MODEL, SIZED
 from nextday.backtest.settings import BacktestSettings
-from nextday.inference.outputs import INTERVALS
+from nextday.contracts.outputs import INTERVALS
 
 
 @dataclass(frozen=True)

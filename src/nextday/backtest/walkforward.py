@@ -16,7 +16,7 @@ import pandas as pd
 
 from nextday.backtest.guard import check_window
 from nextday.backtest.settings import BacktestSettings
-from nextday.inference.outputs import OUTPUTS
+from nextday.contracts.outputs import OUTPUTS
 from nextday.timing import Progress, stage
 from nextday.uncertainty.calibration import (
     Calibration,

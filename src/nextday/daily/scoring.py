@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from nextday.contracts.outputs import OUT_OF_RANGE, OUTPUTS
 from nextday.daily import ForecastRefused
 from nextday.features import ALL_FEATURES
-from nextday.inference.outputs import OUT_OF_RANGE, OUTPUTS
 
 NORMAL, EARNINGS = "normal", "earnings"
 

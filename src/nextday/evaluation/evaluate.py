@@ -1,4 +1,4 @@
-"""Evaluate any set of forecasts on the same rows, named the DESIGN.md way.
+"""Evaluate any set of forecasts on the same rows, each under its fixed metric names.
 
 The model's metrics are `{segment}_{metric}`, a baseline's `baseline_{name}_{segment}_{metric}`
 and the oracle's `oracle_{segment}_{metric}`.

@@ -1,4 +1,4 @@
-"""Point-forecast metrics with the names DESIGN.md fixes: mae, rmse, r2, dir_acc, ic, skill.
+"""Point-forecast metrics, under their fixed names: mae, rmse, r2, dir_acc, ic, skill.
 
 Cross-sectional statistics (the IC) use only dates with at least `min_symbols` symbols
 (`evaluation.min_symbols`, set for the whole process by `configure` when a step starts, so

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nextday.inference.outputs import OUTPUTS, QUANTILE_LEVELS
+from nextday.contracts.outputs import OUTPUTS, QUANTILE_LEVELS
 from nextday.models.architectures import Layer, architecture
 from nextday.models.spec import ModelSpec
 from nextday.uncertainty.calibration import EPS, Calibration

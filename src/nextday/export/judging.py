@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nextday.contracts.outputs import INTERVALS
 from nextday.evaluation.diebold_mariano import diebold_mariano
 from nextday.evaluation.intervals import interval_metrics
 from nextday.evaluation.metrics import point_metrics, prefixed
 from nextday.export import runtime
-from nextday.inference.outputs import INTERVALS
 from nextday.models.data import SEGMENTS, Segment
 from nextday.uncertainty.online import VOLATILITY_FEATURE, ServedOnline, replay
 

@@ -13,11 +13,11 @@ import pandas as pd
 from nextday.config import CONF_DIR
 from nextday.contracts import artifacts
 from nextday.contracts.metadata import ExportMetadata
+from nextday.contracts.outputs import OUTPUTS
 from nextday.export.inputs import ExportInputs
 from nextday.export.settings import ExportSettings, ServingSettings
 from nextday.inference.checks import input_columns
 from nextday.inference.model import sha256
-from nextday.inference.outputs import OUTPUTS
 from nextday.models.spec import ModelSpec
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nextday.contracts.outputs import OUTPUTS
 from nextday.evaluation.metrics import prefixed
 from nextday.export import graphs, runtime
 from nextday.export.graphs import Network
 from nextday.export.settings import ParitySettings
-from nextday.inference.outputs import OUTPUTS
 from nextday.models.spec import ModelSpec
 from nextday.uncertainty.calibration import Calibration, own_features, scale_columns
 

@@ -11,7 +11,7 @@ import pandas as pd
 import nextday
 from nextday.contracts import artifacts
 from nextday.contracts.metadata import ExportMetadata
-from nextday.inference.outputs import OUT_OF_RANGE
+from nextday.contracts.outputs import OUT_OF_RANGE
 
 # what the serving path imports: nothing of the training stack (no TensorFlow, scikit-learn,
 # Hydra); SQLAlchemy and the PostgreSQL driver for prediction logging

@@ -48,8 +48,8 @@ import pandas as pd
 
 from nextday.contracts import artifacts, tags
 from nextday.contracts.metadata import ExportMetadata
+from nextday.contracts.outputs import OUT_OF_RANGE, OUTPUTS
 from nextday.inference.checks import InputError, check_keys, input_columns, row_count, to_array
-from nextday.inference.outputs import OUT_OF_RANGE, OUTPUTS
 from nextday.uncertainty.online import VOLATILITY_FEATURE, ServedOnline
 
 if TYPE_CHECKING:
@@ -378,7 +378,7 @@ class ModelInference:
         self._float16, self._max_rows = float16, max_rows
         self._runtime = runtime or RuntimeOptions()
         self._calibration_store = calibration
-        self.logger = logger  # a nextday.monitoring.logger.PredictionLogger, or None
+        self.logger = logger  # a nextday.inference.prediction_log.PredictionLogger, or None
         self.following: str | None = None  # the alias URI followed; None: serves one version
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -9,7 +9,7 @@ warning in the server log (MLflow's rule; `ModelInference` itself refuses extra 
 Prediction logging: with NEXTDAY_PREDICTION_LOG_URL set (a store URL; a PostgreSQL password
 comes from NEXTDAY_PG_PASSWORD), every request that carries the optional key columns `symbol`
 and `date` beside the features is logged to the store's model_predictions, off the request
-path (nextday.monitoring.logger.PredictionLogger). The keys are checked first
+path (nextday.inference.prediction_log.PredictionLogger). The keys are checked first
 (`nextday.inference.checks.check_keys`): an empty or over-long symbol, or a date that is not
 an unambiguous calendar date, is HTTP 400 naming the row, and nothing of that request is
 logged. Requests without keys are answered and not logged. When the server is stopped
@@ -87,7 +87,7 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
         logger, calibration = None, None
         url = os.environ.get(LOG_URL_ENV)
         if url:
-            from nextday.monitoring.logger import PredictionLogger
+            from nextday.inference.prediction_log import PredictionLogger
 
             logger = PredictionLogger(url, password_env=PASSWORD_ENV)
             _close_at_exit(logger)  # what is buffered is written when the process ends

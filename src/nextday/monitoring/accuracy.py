@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from nextday.contracts.outputs import INTERVALS
 from nextday.evaluation.intervals import coverage
 from nextday.evaluation.metrics import daily_ic
-from nextday.inference.outputs import INTERVALS
 
 # the interval the monitor judges: the served p10-p90, whose level the reference's
 # val_coverage_80 and `monitor.coverage_band` are about

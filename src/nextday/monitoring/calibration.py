@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from nextday.contracts.outputs import INTERVALS
 from nextday.data.store import Store
 from nextday.evaluation import intervals
 from nextday.evaluation.intervals import interval_metrics
 from nextday.evaluation.metrics import prefixed
-from nextday.inference.outputs import INTERVALS
 from nextday.uncertainty.online import (
     REPLAY_COLUMNS,
     RULES,

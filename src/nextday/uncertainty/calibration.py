@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nextday.inference.outputs import OUTPUTS, QUANTILE_LEVELS
+from nextday.contracts.outputs import OUTPUTS, QUANTILE_LEVELS
 from nextday.timing import Progress
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
-"""What every served answer holds, defined where the serving code (which travels with each
-registered model) can import it without the training stack."""
+"""What every served answer holds: its columns, quantiles and intervals, which the serving
+code writes and calibration, the backtest, the monitor and the config read."""
 
 OUTPUTS = ("prediction", "sigma", "p10", "p50", "p90")
 # the quantile each served quantile column holds
