@@ -40,9 +40,11 @@ test: setup
 		-q --durations=20
 
 # the unit tier, after each edit: no MLflow store, database, server or training run (about a
-# minute); `integration` is the rest (pyproject.toml, tests/conftest.py)
+# minute on two cores, on the same workers as `test`); `integration` is the rest
+# (pyproject.toml, tests/conftest.py)
 test-fast: setup
-	$(BIN)/pytest -m "not integration" -q --durations=10
+	$(BIN)/pytest -m "not integration" -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile \
+		-q --durations=10
 
 # ruff (format, lint with complexity limits), then mypy on src/nextday (pyproject.toml)
 lint: setup

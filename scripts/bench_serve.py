@@ -118,7 +118,7 @@ class Inputs:
     test_rows: int
 
 
-def load_inputs(client, run, work: Path, rows: int) -> Inputs:
+def load_inputs(run, work: Path, rows: int) -> Inputs:
     from nextday.inference.model import METADATA, local_folder
     from nextday.steps.inputs import load_model, load_prepared
 
@@ -261,7 +261,7 @@ class Server:
         # the CLI runs `uvicorn` from PATH: this interpreter's environment first
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         self.log_path = log_path
-        self.log = open(log_path, "wb")  # closed in stop()
+        self.log = open(log_path, "wb")  # noqa: SIM115 (the server writes it until stop() closes it)
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
             command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
@@ -614,10 +614,8 @@ def stage_lines(table: pd.DataFrame, passes: int, p50) -> list[str]:
 
 def machine() -> str:
     cpu = "?"
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()).group(1)
-    except (OSError, AttributeError):
-        pass
     return f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.machine()}"
 
 
@@ -662,7 +660,7 @@ def main() -> None:
             server = Server(model_uri, uri, work / "server.log")
         try:
             rss0 = _status()["VmRSS"]
-            inputs = load_inputs(client, run, work, max(args.batches))
+            inputs = load_inputs(run, work, max(args.batches))
             loaded_mb = (_status()["VmRSS"] - rss0) / 1024
             passes = int(inputs.metadata["mc"]["passes"])
             seed = int(inputs.metadata["mc"]["seed"])

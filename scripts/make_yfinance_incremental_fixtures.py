@@ -107,10 +107,10 @@ def assemble(histories: dict[str, pd.DataFrame], end: str) -> pd.DataFrame:
     import yfinance.multi as multi
 
     class HistoryOnly:
-        def __init__(self, ticker, session=None):
+        def __init__(self, ticker, session=None):  # noqa: ARG002 (yfinance.Ticker's signature)
             self.ticker, self._price_history = ticker, None
 
-        def history(self, start=None, end=None, **kwargs):
+        def history(self, start=None, end=None, **kwargs):  # noqa: ARG002 (yfinance's)
             frame = histories[self.ticker]
             first = pd.Timestamp(start, tz="America/New_York")
             last = pd.Timestamp(end, tz="America/New_York")

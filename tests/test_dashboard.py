@@ -250,9 +250,13 @@ def secrets(node, path: str = "") -> list[str]:
     if isinstance(node, dict):
         for key, value in node.items():
             where = f"{path}/{key}"
-            if SECRET_KEY.search(str(key)) and not isinstance(value, dict | list):
-                if value not in (None, "") and not ENV_REFERENCE.fullmatch(str(value)):
-                    found.append(where)
+            if (
+                SECRET_KEY.search(str(key))
+                and not isinstance(value, dict | list)
+                and value not in (None, "")
+                and not ENV_REFERENCE.fullmatch(str(value))
+            ):
+                found.append(where)
             found += secrets(value, where)
     elif isinstance(node, list):
         for i, value in enumerate(node):

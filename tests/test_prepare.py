@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -52,7 +53,7 @@ def test_quick_prepare_logs_the_dataset_reports_and_metrics(quick_cfg, root):
     folder = mlflow.artifacts.download_artifacts(
         run_id=run_id, tracking_uri=mlflow.get_tracking_uri()
     )
-    groups = json.loads(open(f"{folder}/features.json").read())
+    groups = json.loads(Path(folder, "features.json").read_text())
     assert len(groups["technical"]) == 20 and len(groups["earnings"]) == 17
     dataset = pd.read_parquet(f"{folder}/{DATASET.path}")
     assert list(dataset.columns[:5]) == ["symbol", "date", "split", "is_earnings", "label"]
@@ -105,7 +106,7 @@ def test_csv_source_without_earnings(root):
     metrics = mlflow.get_run(run_id).data.metrics
     assert metrics["symbols"] == 3 and metrics["earnings_rows"] == 0
     folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="reports/dataset.md")
-    assert "No earnings samples exist" in open(folder).read()
+    assert "No earnings samples exist" in Path(folder).read_text()
 
 
 def _corrupt(kind, rows):

@@ -1,6 +1,7 @@
 """train: real training on the quick preset, and the behaviours the numbers rest on."""
 
 import json
+from pathlib import Path
 
 import keras
 import mlflow
@@ -98,7 +99,7 @@ def test_logged_model_predicts_what_the_run_measured(quick_run):
         run_id=run.info.run_id, artifact_path="model_files"
     )
     processor = FeatureProcessor.from_json(f"{folder}/processor.json")
-    spec = json.loads(open(f"{folder}/spec.json").read())
+    spec = json.loads(Path(folder, "spec.json").read_text())
     assert list(processor.features) == spec["features"] == TECHNICAL_FEATURES
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     x = np.zeros((3, 20), dtype=np.float32) + np.array(processor.center, dtype=np.float32)

@@ -174,7 +174,7 @@ class _Simulation:
             regimes, beta, gamma, sector, idio_vol, calendar, reports
         )
         ohlcv = self._bars(symbols, dates, returns, idio_vol, reaction)
-        earnings = self._earnings_frame(symbols, dates, calendar, reports)
+        earnings = self._earnings_frame(symbols, dates, reports)
 
         # truth of the return from t to t+1, for every t that has a next day
         truth = pd.DataFrame(
@@ -388,7 +388,7 @@ class _Simulation:
             }
         )
 
-    def _earnings_frame(self, symbols, dates, calendar, reports) -> pd.DataFrame:
+    def _earnings_frame(self, symbols, dates, reports) -> pd.DataFrame:
         day, sym = reports["day"], reports["symbol"]
         session = dates[day]
         timing = reports["timing"]

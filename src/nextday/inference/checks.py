@@ -268,7 +268,7 @@ def _symbol(row: int, value) -> str:
 
 
 def _date(row: int, value) -> pd.Timestamp:
-    if isinstance(value, bool) or isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, int, float, np.integer, np.floating)):
         raise InputError(
             f"row {row}: date {value!r} is a number, not an unambiguous date: send YYYY-MM-DD"
         )

@@ -247,7 +247,8 @@ class RuntimeOptions:
 
 
 @functools.lru_cache(maxsize=32)
-def _session(path: str, digest: str, provider: str, runtime: RuntimeOptions):
+def _session(path: str, digest: str, provider: str, runtime: RuntimeOptions):  # noqa: ARG001
+    # `digest` is read by the cache only: a new file at the same path gets a new session
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -108,7 +108,7 @@ class NextdayOnnxModel(mlflow.pyfunc.PythonModel):
         if follow is not None:  # when the version is the one behind the alias (else: logged)
             self.inference.follow(follow, seconds)
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input, params=None):  # noqa: ARG002 (MLflow's signature)
         from nextday.inference.checks import InputError
 
         if self._unhooked is not None:

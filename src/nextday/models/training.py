@@ -62,7 +62,7 @@ class EpochLog(keras.callbacks.Callback):
         self.label, self.max_epochs = f"{spec.name}/{spec.arch}", spec.max_epochs
         self.best, self.best_epoch, self.started = math.inf, 0, time.perf_counter()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):  # noqa: ARG002 (Keras' signature)
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):

@@ -82,7 +82,7 @@ def _rolling_mae(axes: list, monitoring: Monitoring, settings: MonitorSettings) 
     axis.legend(fontsize=8)
 
 
-def _errors(axes: list, monitoring: Monitoring, settings: MonitorSettings) -> None:
+def _errors(axes: list, monitoring: Monitoring, settings: MonitorSettings) -> None:  # noqa: ARG001 (a panel)
     """Each judged prediction against its actual, and the errors' histogram."""
     left, right = axes
     known = monitoring.predictions.dropna(subset=["actual"])
@@ -139,7 +139,7 @@ def _calibration(axes: list, monitoring: Monitoring, settings: MonitorSettings) 
         ylim=(0, 1),
     )
     left.legend(fontsize=8)
-    right.plot(daily["multiplier"] if "multiplier" in daily else [])
+    right.plot(daily.get("multiplier", []))
     right.axhline(1.0, color="grey", linestyle="--")
     right.set(
         xlabel="prediction date",
@@ -150,7 +150,7 @@ def _calibration(axes: list, monitoring: Monitoring, settings: MonitorSettings) 
         axis.tick_params(axis="x", labelrotation=30)
 
 
-def _drift(axes: list, monitoring: Monitoring, settings: MonitorSettings) -> None:
+def _drift(axes: list, monitoring: Monitoring, settings: MonitorSettings) -> None:  # noqa: ARG001 (a panel)
     """Each feature's PSI against its limit."""
     (axis,) = axes
     ordered = monitoring.drift.sort_values("psi")

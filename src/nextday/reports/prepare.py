@@ -131,7 +131,7 @@ def _dataset_markdown(cfg, market, build, splits: pd.DataFrame, nan: pd.DataFram
     return "\n".join(lines) + "\n"
 
 
-def prepare_metrics(market, quality, build, written: dict, timings: dict) -> dict[str, float]:
+def prepare_metrics(quality, build, written: dict, timings: dict) -> dict[str, float]:
     """The prepare run's metrics: sizes, store writes, quality counts, row accounting, NaN
     shares, segment sizes and stage times."""
     dataset = build.dataset

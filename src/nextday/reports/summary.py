@@ -67,7 +67,7 @@ def _prepare(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:
     return f"{rows} rows, {_number(metrics, 'symbols', '.0f')} symbols, {first}..{last}"
 
 
-def _train(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:
+def _train(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:  # noqa: ARG001
     mae, zero = "test_mae", "baseline_zero_test_mae"
     digits = digits_to_tell_apart([metrics.get(mae), metrics.get(zero)])  # never "0.0120 vs 0.0120"
     return (
@@ -76,7 +76,7 @@ def _train(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:
     )
 
 
-def _calibrate(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:
+def _calibrate(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:  # noqa: ARG001
     levels = sorted(int(m.group(1)) for name in metrics if (m := _COVERAGE.fullmatch(name)))
     if not levels:
         return "no test coverage logged"
@@ -84,12 +84,12 @@ def _calibrate(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str
     return f"test coverage of the {level}% interval {_number(metrics, f'test_coverage_{level}', '.3f')}"
 
 
-def _export(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:
+def _export(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:  # noqa: ARG001
     version = run_tags.get(tags.VERSION, "?")
     return f"version {version}: {run_tags.get(tags.GATE, 'no gate decision logged')}"
 
 
-def _backtest(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:
+def _backtest(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:  # noqa: ARG001
     return (
         f"Sharpe after costs {_number(metrics, 'bt_strategy_sharpe', '.2f')} "
         f"[{_number(metrics, 'bt_strategy_sharpe_ci_low', '.2f')}, "

@@ -77,7 +77,7 @@ def run_prepare(cfg: DictConfig) -> str:
             mlflow.log_artifacts(str(out))
 
         dataset = build.dataset
-        metrics = prepare_metrics(market, quality, build, written, timings)
+        metrics = prepare_metrics(quality, build, written, timings)
         mlflow.log_metrics(metrics | report_metrics)
         mlflow.set_tags(
             {

@@ -224,7 +224,7 @@ def _multiplier_of(alpha: float, level: float) -> float:
     return -_NORMAL.inv_cdf(alpha / 2.0) / _NORMAL.inv_cdf(0.5 + level / 2.0)
 
 
-def _aci(multiplier: float, error: float, sums: tuple[float, float], s: OnlineSettings) -> float:
+def _aci(multiplier: float, error: float, sums: tuple[float, float], s: OnlineSettings) -> float:  # noqa: ARG001 (one signature for every rule)
     """Gibbs & Candes: the target alpha_t moves by gamma (alpha - err), held where m is in range."""
     lowest = _alpha_of(s.max_multiplier, s.level)
     highest = _alpha_of(s.min_multiplier, s.level)
