@@ -156,12 +156,7 @@ def _is_group_choice(override: str, folder: Path) -> bool:
 
 def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, str]:
     """Dotted keys to values, for MLflow params (lists kept as their string form)."""
-    # a DictConfig's container is a dict (to_container is typed for any config node)
-    node = (
-        cast(dict, OmegaConf.to_container(cfg, resolve=True))
-        if isinstance(cfg, DictConfig)
-        else cfg
-    )
+    node = _resolved(cfg) if isinstance(cfg, DictConfig) else cfg
     flat: dict[str, str] = {}
     for key, value in node.items():
         name = f"{prefix}{key}"
