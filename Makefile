@@ -57,6 +57,7 @@ lock: setup
 bench: setup
 	$(BIN)/python scripts/bench_prepare.py
 	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_baselines.py
 	$(BIN)/python scripts/bench_tune.py
 	$(BIN)/python scripts/bench_backtest.py
 	$(BIN)/python scripts/bench_load.py
