@@ -227,3 +227,13 @@ def test_rows_that_cannot_be_written_at_close_are_counted_and_kept(tmp_path):
     assert logger.unwritten == 12 and logger.rejected == 0 and logger.pending == 0
     letters = _dead_letters(tmp_path / "dead.jsonl")
     assert len(letters) == 12 and "unreachable" in letters[0]["error"]
+
+
+def test_the_loggers_old_module_still_imports_it_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("nextday.monitoring.logger", None)
+    with pytest.warns(DeprecationWarning, match="nextday.inference.prediction_log"):
+        old = importlib.import_module("nextday.monitoring.logger")
+    assert old.PredictionLogger is PredictionLogger

@@ -23,7 +23,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Range:
-    """low <= value <= high, or low < value < high where `open` says so; None: unbounded."""
+    """low <= value <= high, each bound strict where its `_open` flag says so; None: that
+    side unbounded."""
 
     low: float | None = None
     high: float | None = None
