@@ -10,6 +10,7 @@ import pytest
 
 from conftest import quick_root
 from nextday.config import compose
+from nextday.contracts import metrics as metric_names
 from nextday.contracts import tags
 from nextday.reuse import Chain
 from nextday.steps.main import run_main
@@ -54,6 +55,10 @@ def test_main_chains_every_step_and_registers_both_models(chained):
         backtest = client.get_run(runs[f"backtest.{model}"])
         assert backtest.data.tags["nextday.backtest.model"] == f"runs:/{export.info.run_id}/model"
         assert "bt_mae" in backtest.data.metrics
+    # every step run holds the metrics the contract says it writes, for whoever reads them
+    for label, run_id in runs.items():
+        logged = client.get_run(run_id).data.metrics
+        assert not metric_names.missing(label.split(".")[0], logged), label
     # the summary table on main's run: every step ran, with its key figure
     parent = export.data.tags["mlflow.parentRunId"]
     table = mlflow.artifacts.load_text(f"runs:/{parent}/summary.md")

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from nextday.config import compose
+from nextday.contracts import metrics as metric_names
 from nextday.contracts.tags import TRIAL_STATE
 from nextday.steps.prepare import run_prepare
 from nextday.steps.tune import run_tune
@@ -81,6 +82,7 @@ def test_trials_are_nested_runs_a_pruned_one_shows_and_a_second_call_continues(r
     metrics = parent.data.metrics
     assert {"test_mae", "baseline_zero_test_mae", "best_value", "trials_pruned"} <= set(metrics)
     assert metrics["trials_pruned"] >= 1 and metrics["epochs_run_total"] < metrics["epochs_budget"]
+    assert not metric_names.missing("tune", metrics)  # what backtest and export read
     assert parent.data.params["best.train.learning_rate"] in {"0.001", "0.003"}
 
     second = run_tune(compose([*base, "tune.n_trials=1", "tune.retrain_best=false"]), base)

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 
 from nextday.backtest import performance
+from nextday.contracts.metrics import level_tag
 from nextday.contracts.outputs import INTERVALS
-from nextday.evaluation.intervals import coverage, level_tag
+from nextday.evaluation.intervals import coverage
 from nextday.evaluation.metrics import point_metrics
 
 # the breakdown tables, by the name the report gives each

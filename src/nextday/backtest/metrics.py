@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from nextday.backtest import performance, significance
+from nextday.contracts.metrics import level_tag
 from nextday.contracts.outputs import INTERVALS
 from nextday.evaluation.diebold_mariano import diebold_mariano
-from nextday.evaluation.intervals import interval_metrics, level_tag
+from nextday.evaluation.intervals import interval_metrics
 from nextday.evaluation.metrics import point_metrics, prefixed
 from nextday.evaluation.signal_analytics import SignalAnalytics
 

@@ -14,8 +14,9 @@ from nextday.backtest import breakdowns, plots, sections
 from nextday.backtest.judge import Backtest
 from nextday.backtest.metrics import MODEL, ORACLE, ZERO, coverage_name, forecast_prefix
 from nextday.backtest.settings import BacktestSettings
+from nextday.contracts import metrics as metric_names
+from nextday.contracts.metrics import level_tag
 from nextday.evaluation import claims, signal_plots
-from nextday.evaluation.intervals import level_tag
 from nextday.evaluation.metrics import ic_undefined_reason
 from nextday.pages import html as html_page
 from nextday.pages.markdown import digits_to_tell_apart
@@ -87,7 +88,7 @@ def headline(backtest: Backtest, settings: BacktestSettings) -> str:
         f"{settings.mode}, {int(metrics['bt_days'])} days: MAE {metrics['bt_mae']:.5f} vs zero "
         f"{metrics['bt_baseline_zero_mae']:.5f}, IC {metrics.get('bt_ic', np.nan):.4f}, "
         f"coverage {metrics[coverage_name(settings.level)]:.3f}, strategy Sharpe "
-        f"{metrics['bt_strategy_sharpe']:.2f} after costs{leak}"
+        f"{metrics[metric_names.BT_SHARPE]:.2f} after costs{leak}"
     )
 
 
@@ -171,9 +172,9 @@ def _verdict(backtest: Backtest, subject: Subject, settings: BacktestSettings) -
         f"{metrics['bt_baseline_zero_mae']:.{digits}g}: {comparison}.",
         f"IC {ic}; coverage of the {settings.level:.0%} interval "
         f"{metrics[coverage_name(settings.level)]:.3f}.",
-        f"Long-short Sharpe after costs {metrics['bt_strategy_sharpe']:.2f} "
-        f"({settings.ci_level:.0%} interval [{metrics.get('bt_strategy_sharpe_ci_low', np.nan):.2f}, "
-        f"{metrics.get('bt_strategy_sharpe_ci_high', np.nan):.2f}]; before costs "
+        f"Long-short Sharpe after costs {metrics[metric_names.BT_SHARPE]:.2f} "
+        f"({settings.ci_level:.0%} interval [{metrics.get(metric_names.BT_SHARPE_CI_LOW, np.nan):.2f}, "
+        f"{metrics.get(metric_names.BT_SHARPE_CI_HIGH, np.nan):.2f}]; before costs "
         f"{metrics['bt_strategy_gross_sharpe']:.2f}, turnover "
         f"{metrics['bt_strategy_turnover']:.2f} a day); the market's "
         f"{metrics.get('bt_market_sharpe', np.nan):.2f}.",

@@ -1,7 +1,6 @@
-"""Evaluate any set of forecasts on the same rows, each under its fixed metric names.
-
-The model's metrics are `{segment}_{metric}`, a baseline's `baseline_{name}_{segment}_{metric}`
-and the oracle's `oracle_{segment}_{metric}`.
+"""Evaluate any set of forecasts on the same rows, each under its fixed metric names
+(`contracts.metrics.point`): the model's `{segment}_{metric}`, a baseline's
+`baseline_{name}_{segment}_{metric}` and the oracle's `oracle_{segment}_{metric}`.
 """
 
 from __future__ import annotations
@@ -9,26 +8,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nextday.contracts import metrics as metric_names
+from nextday.contracts.metrics import MODEL, ORACLE
 from nextday.evaluation.diebold_mariano import diebold_mariano
-from nextday.evaluation.metrics import point_metrics, prefixed
+from nextday.evaluation.metrics import point_metrics
 
-MODEL = "model"
-ORACLE = "oracle"
-
-
-def metric_prefix(forecast: str, segment: str) -> str:
-    if forecast == MODEL:
-        return segment
-    if forecast == ORACLE:
-        return f"oracle_{segment}"
-    return f"baseline_{forecast}_{segment}"
+__all__ = ["MODEL", "ORACLE", "comparison_table", "evaluate", "significance"]
 
 
 def evaluate(forecasts: dict[str, np.ndarray], actual, dates, segment: str) -> dict[str, float]:
     """Point metrics of every forecast on one segment's rows, flat and prefixed."""
     out: dict[str, float] = {}
     for name, prediction in forecasts.items():
-        out.update(prefixed(point_metrics(prediction, actual, dates), metric_prefix(name, segment)))
+        values = point_metrics(prediction, actual, dates)
+        out |= {
+            metric_names.point(segment, k, name): float(v)
+            for k, v in values.items()
+            if np.isfinite(v)
+        }
     return out
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nextday.contracts.metrics import level_tag
+
 
 def inside(lower, upper, actual) -> np.ndarray:
     """Per row: whether the actual lies in [lower, upper]."""
@@ -42,11 +44,6 @@ def crps_from_quantiles(quantiles: np.ndarray, levels: np.ndarray, actual) -> fl
     diff = np.asarray(actual, float)[:, None] - quantiles
     loss = np.maximum(levels * diff, (levels - 1.0) * diff)
     return float(2.0 * loss.mean())
-
-
-def level_tag(level: float) -> str:
-    """How a level appears in metric names: 0.8 -> "80" (coverage_80, width_80)."""
-    return f"{round(level * 100):d}"
 
 
 def interval_metrics(lower, upper, actual, level: float = 0.8) -> dict[str, float]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nextday.contracts import metrics as metric_names
 from nextday.contracts import pictures
 from nextday.evaluation import plots
 from nextday.evaluation.evaluate import MODEL, ORACLE, comparison_table, evaluate, significance
@@ -90,7 +91,7 @@ def judge(
         "epochs_run": history.epochs_run,
         "best_epoch": history.best_epoch + 1,
         "best_val_loss": min(history.history["val_loss"]),
-        "train_rows": len(data.train),
+        metric_names.segment_rows("train"): len(data.train),
         "rows_without_window": data.dropped_without_window,
         "baseline_linear_alpha": baselines.ridge_alpha_,
     }
@@ -109,7 +110,8 @@ def judge(
     metrics.update(dm)
     if np.isfinite(settings.target_test_mae):
         metrics["target_test_mae"] = settings.target_test_mae
-        metrics["target_test_mae_met"] = float(metrics["test_mae"] < settings.target_test_mae)
+        test_mae = metrics[metric_names.point("test", "mae")]
+        metrics["target_test_mae_met"] = float(test_mae < settings.target_test_mae)
     importance = permutation_importances(model, baselines, settings)
     for name, table in importance.items():
         table.to_csv(folder / f"importance_{name}.csv", index=False)
@@ -121,7 +123,8 @@ def judge(
         dm=dm,
         best_baseline=best,
         zero_test_mae=float(np.mean(np.abs(test.y))),
-        ic_text=reason or f"{metrics.get('test_ic', float('nan')):.4f}",
+        ic_text=reason
+        or f"{metric_names.read_optional(metrics, metric_names.point('test', 'ic')):.4f}",
         importance=importance,
         by_size=by_size,
         by_month=by_month,

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-POINT_METRICS = ("mae", "rmse", "r2", "dir_acc", "ic", "skill")
+from nextday.contracts.metrics import POINT_QUANTITIES
+
+POINT_METRICS = POINT_QUANTITIES
 DEFAULT_MIN_SYMBOLS = 10
 _cross_section = {"min_symbols": DEFAULT_MIN_SYMBOLS}
 

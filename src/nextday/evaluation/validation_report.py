@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nextday.contracts import metrics as metric_names
 from nextday.contracts.pictures import (
     ERROR_BY_MOVE_SIZE,
     ERROR_HISTOGRAM,
@@ -26,17 +27,24 @@ def _pct(value: float, decimals: int = 3) -> str:
     return f"{100 * value:.{decimals}f}%"
 
 
+TEST_IC, TEST_SKILL = metric_names.point("test", "ic"), metric_names.point("test", "skill")
+ORACLE_IC = metric_names.point("test", "ic", metric_names.ORACLE)
+ORACLE_MAE = metric_names.point("test", "mae", metric_names.ORACLE)
+TRAIN_ROWS = metric_names.segment_rows("train")  # train's: the rows it trained on
+
+
 def _verdict(judged: Judgement, settings: JudgingSettings) -> list[str]:
     metrics, dm, best = judged.metrics, judged.dm, judged.best_baseline
-    test_mae, zero_mae, target = metrics["test_mae"], judged.zero_test_mae, settings.target_test_mae
+    test_mae, zero_mae = metrics[metric_names.point("test", "mae")], judged.zero_test_mae
+    target = settings.target_test_mae
     compared = [test_mae, zero_mae, *([target] if np.isfinite(target) else [])]
     decimals = decimals_to_tell_apart([100 * v for v in compared])
     level = settings.significance
     lines = [
         f"- Test MAE {_pct(test_mae, decimals)} against {_pct(zero_mae, decimals)} for always "
         "predicting 0 "
-        f"(skill {metrics.get('test_skill', float('nan')):+.4f}): "
-        + claims.versus("the zero predictor", dm.get("dm_zero_mae_p"), level)
+        f"(skill {metric_names.read_optional(metrics, TEST_SKILL):+.4f}): "
+        + claims.versus("the zero predictor", dm.get(metric_names.DM_ZERO_MAE_P), level)
         + ".",
         "- "
         + claims.versus(f"the best baseline `{best}`", dm.get("dm_best_mae_p"), level)
@@ -44,10 +52,10 @@ def _verdict(judged: Judgement, settings: JudgingSettings) -> list[str]:
         f"zero, {dm.get('dm_best_mse_p', float('nan')):.4g} against `{best}`.",
         f"- Test IC {judged.ic_text}"
         + (
-            f"; the oracle's {metrics['oracle_test_ic']:.4f} (ratio "
-            f"{metrics['test_ic'] / metrics['oracle_test_ic']:.2f}); oracle MAE "
-            f"{_pct(metrics['oracle_test_mae'], decimals)}, the floor on this data."
-            if "oracle_test_ic" in metrics and "test_ic" in metrics
+            f"; the oracle's {metrics[ORACLE_IC]:.4f} (ratio "
+            f"{metrics[TEST_IC] / metrics[ORACLE_IC]:.2f}); oracle MAE "
+            f"{_pct(metrics[ORACLE_MAE], decimals)}, the floor on this data."
+            if ORACLE_IC in metrics and TEST_IC in metrics
             else "."
         ),
     ]
@@ -71,7 +79,7 @@ def render(spec: ModelSpec, judged: Judgement, settings: JudgingSettings) -> str
     lines = [
         f"# Validation report: {spec.name} model ({spec.arch})",
         "",
-        f"Judged on {JUDGED_ROWS[spec.evaluate_rows]}. Trained on {metrics['train_rows']:,} rows "
+        f"Judged on {JUDGED_ROWS[spec.evaluate_rows]}. Trained on {metrics[TRAIN_ROWS]:,} rows "
         f"({spec.train_rows} days, earnings weight {spec.earnings_weight:g}); "
         f"{int(metrics['epochs_run'])} epochs, best epoch {int(metrics['best_epoch'])} "
         f"(early stopping, patience {spec.patience}).",

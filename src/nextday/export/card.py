@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from nextday.contracts import metrics as metric_names
 from nextday.contracts.metadata import ExportMetadata
 from nextday.contracts.pictures import (
     COVERAGE_BY_MONTH,
@@ -97,16 +98,22 @@ DATA_SOURCES = {
 
 
 def _table(metrics: dict[str, float], names: tuple[str, ...]) -> str:
-    rows = [("model (ONNX, MC mean)", "test"), ("zero", "baseline_zero_test")]
+    rows = [("model (ONNX, MC mean)", metric_names.MODEL), ("zero", "zero")]
     for name in ("mean", "linear", "tree"):
-        if f"baseline_{name}_test_mae" in metrics:
-            rows.append((name, f"baseline_{name}_test"))
-    if "oracle_test_mae" in metrics:
-        rows.append(("oracle (the floor)", "oracle_test"))
+        if metric_names.point("test", "mae", name) in metrics:
+            rows.append((name, name))
+    if metric_names.point("test", "mae", metric_names.ORACLE) in metrics:
+        rows.append(("oracle (the floor)", metric_names.ORACLE))
     frame = pd.DataFrame(
         [
-            {"forecast": label, **{n: metrics.get(f"{prefix}_{n}", float("nan")) for n in names}}
-            for label, prefix in rows
+            {
+                "forecast": label,
+                **{
+                    n: metric_names.read_optional(metrics, metric_names.point("test", n, forecast))
+                    for n in names
+                },
+            }
+            for label, forecast in rows
         ]
     )
     return markdown.table(frame).replace("| nan ", "| n/a ")
@@ -130,8 +137,8 @@ def render(
     spec = ModelSpec.from_dict(metadata.hyperparameters)
     online = ServedOnline.of_version(metadata.online)
     data = metadata.data
-    skill = metrics.get("test_skill", float("nan"))
-    dm_p = metrics.get("dm_zero_mae_p", float("nan"))
+    skill = metric_names.read_optional(metrics, metric_names.point("test", "skill"))
+    dm_p = metric_names.read_optional(metrics, metric_names.DM_ZERO_MAE_P)
     segments = ", ".join(
         f"{name} {data['segments'][name]['first_date']} to {data['segments'][name]['last_date']}"
         for name in ("train", "val", "test")
@@ -158,8 +165,8 @@ def render(
         calibration_pictures=_pictures(runs, (RELIABILITY, COVERAGE_BY_MONTH)),
         passes=metadata.mc["passes"],
         n_calibration=metadata.calibration["n_calibration"],
-        coverage=metrics.get("test_coverage_80", float("nan")),
-        width=metrics.get("test_width_80", float("nan")),
+        coverage=metric_names.read_optional(metrics, metric_names.coverage("test", 0.8)),
+        width=metric_names.read_optional(metrics, metric_names.width("test", 0.8)),
         served_calibration=describe_served(online),
         online_line=_online_line(metrics, online),
         checks="\n".join(
@@ -171,13 +178,16 @@ def render(
 
 def _online_line(metrics: Mapping[str, float], online: ServedOnline | None) -> str:
     """The online rule replayed over the test days, beside the static interval."""
-    if online is None or "test_online_coverage_80" not in metrics:
+    if online is None or metric_names.coverage("test", 0.8, online=True) not in metrics:
         return ""
+    covered, wide, score = (
+        metric_names.read(metrics, name("test", 0.8, online=True), "the export")
+        for name in (metric_names.coverage, metric_names.width, metric_names.interval_score)
+    )
+    static = metric_names.read_optional(metrics, metric_names.interval_score("test", 0.8))
     return (
         f"- The online rule replayed over the test days (from m = 1 on the first): coverage "
-        f"{metrics['test_online_coverage_80']:.3f}, width {metrics['test_online_width_80']:.5f}, "
-        f"interval score {metrics['test_online_interval_score_80']:.5f} (static "
-        f"{metrics.get('test_interval_score_80', float('nan')):.5f}).\n"
+        f"{covered:.3f}, width {wide:.5f}, interval score {score:.5f} (static {static:.5f}).\n"
     )
 
 

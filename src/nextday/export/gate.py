@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from nextday.contracts import metrics as metric_names
+
 if TYPE_CHECKING:
     from nextday.export.parity import CalibrationDifference, Parity
     from nextday.export.settings import ExportSettings, GateSettings
@@ -44,7 +46,10 @@ def acceptance(
         ),
         calibration(metrics, serves, settings.gate.coverage_band),
         online_calibration(metrics, online, settings.gate),
-        beats_zero(metrics.get("dm_zero_mae_p", float("nan")), settings.gate.significance),
+        beats_zero(
+            metric_names.read_optional(metrics, metric_names.DM_ZERO_MAE_P),
+            settings.gate.significance,
+        ),
     ]
 
 
@@ -80,9 +85,12 @@ def calibration(
     interval's test coverage."""
     low, high = band
     if serves is None:
-        coverage, which = metrics["test_coverage_80"], "the static interval"
+        coverage = metric_names.read(metrics, metric_names.coverage("test", 0.8), "the export")
+        which = "the static interval"
     else:
-        coverage = metrics["test_online_coverage_80"]
+        coverage = metric_names.read(
+            metrics, metric_names.coverage("test", 0.8, online=True), "the export"
+        )
         which = f"{serves.settings.describe()} replayed over the test days"
     return Check(
         "calibration",
@@ -97,8 +105,14 @@ def _online_holds(metrics: Mapping[str, float], gate: GateSettings) -> tuple[boo
     coverage within the band at an interval score at most `online_score_slack` (relative)
     above the static interval's; and the figures, in words."""
     low, high = gate.coverage_band
-    covered = metrics["test_online_coverage_80"]
-    score, static = metrics["test_online_interval_score_80"], metrics["test_interval_score_80"]
+    covered, score, static = (
+        metric_names.read(metrics, name, "the export")
+        for name in (
+            metric_names.coverage("test", 0.8, online=True),
+            metric_names.interval_score("test", 0.8, online=True),
+            metric_names.interval_score("test", 0.8),
+        )
+    )
     limit = static * (1.0 + gate.online_score_slack)
     return low <= covered <= high and score <= limit, (
         f"on the test days coverage {covered:.3f} (band {low:.2f}-{high:.2f}), interval score "

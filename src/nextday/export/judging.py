@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nextday.contracts import metrics as metric_names
 from nextday.contracts.outputs import INTERVALS
 from nextday.evaluation.diebold_mariano import diebold_mariano
 from nextday.evaluation.intervals import interval_metrics
@@ -18,9 +19,6 @@ from nextday.evaluation.metrics import point_metrics, prefixed
 from nextday.export import runtime
 from nextday.models.data import SEGMENTS, Segment
 from nextday.uncertainty.online import VOLATILITY_FEATURE, ServedOnline, replay
-
-# the model run's metrics that the card shows beside the served model's (test rows only)
-COPIED_PREFIXES = ("baseline_", "oracle_")
 
 Outputs = dict[str, np.ndarray]  # output name -> one value per row
 
@@ -59,7 +57,7 @@ def judge_served(
         {
             name: value
             for name, value in model_metrics.items()
-            if name.startswith(COPIED_PREFIXES) and "_test_" in name and name not in metrics
+            if metric_names.is_copied_to_export(name) and name not in metrics
         }
     )
     return metrics

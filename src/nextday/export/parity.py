@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nextday.contracts import metrics as metric_names
 from nextday.contracts.outputs import OUTPUTS
 from nextday.evaluation.metrics import prefixed
 from nextday.export import graphs, runtime
@@ -52,7 +53,7 @@ class Parity:
     def metrics(self) -> dict[str, float]:
         """The export run's parity_* and fp16_* metrics."""
         return {
-            "parity_max_abs_diff": self.max_abs_diff,
+            metric_names.PARITY_MAX_ABS_DIFF: self.max_abs_diff,
             "parity_test_max_abs_diff": float(self.deterministic["max_abs_diff"].iloc[0]),
             **prefixed(self.mc, "parity_mc"),
             "parity_calibration_max_abs_diff": self.calibration.max_abs,

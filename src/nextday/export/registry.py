@@ -21,6 +21,7 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from nextday.contracts import metrics as metric_names
 from nextday.contracts import tags
 from nextday.contracts.metadata import ExportMetadata
 from nextday.evaluation import claims
@@ -33,18 +34,18 @@ log = logging.getLogger(__name__)
 PRODUCTION, CHALLENGER, PREVIOUS = "production", "challenger", "previous-production"
 # the metrics a version carries as tags (metric.<name>), for `versions` and the registry UI
 TAGGED_METRICS = (
-    "val_mae",
-    "test_mae",
-    "test_rmse",
-    "test_r2",
-    "test_dir_acc",
-    "test_ic",
-    "test_skill",
-    "test_coverage_80",
-    "test_width_80",
-    "baseline_zero_test_mae",
-    "dm_zero_mae_p",
-    "parity_max_abs_diff",
+    metric_names.point("val", "mae"),
+    *(metric_names.point("test", name) for name in metric_names.POINT_QUANTITIES),
+    metric_names.coverage("test", 0.8),
+    metric_names.width("test", 0.8),
+    metric_names.point("test", "mae", "zero"),
+    metric_names.DM_ZERO_MAE_P,
+    metric_names.PARITY_MAX_ABS_DIFF,
+)
+
+TEST_MAE, ZERO_TEST_MAE = (
+    metric_names.point("test", "mae"),
+    metric_names.point("test", "mae", "zero"),
 )
 
 # `versions`: one row per version ("-" where a version has no such tag)
@@ -191,8 +192,8 @@ def versions_table(client, prefix: str, significance: float) -> pd.DataFrame:
                     "stage": "-"
                     if version.current_stage in (None, "None")
                     else version.current_stage,
-                    "test_mae": recorded.get(f"{tags.VERSION_METRIC}test_mae", "-"),
-                    "zero_mae": recorded.get(f"{tags.VERSION_METRIC}baseline_zero_test_mae", "-"),
+                    "test_mae": recorded.get(f"{tags.VERSION_METRIC}{TEST_MAE}", "-"),
+                    "zero_mae": recorded.get(f"{tags.VERSION_METRIC}{ZERO_TEST_MAE}", "-"),
                     "vs_zero": _versus_zero(recorded, significance),
                     "calibration": recorded.get(tags.CALIBRATION, "-"),
                     "promoted": recorded.get(tags.PROMOTION_REASON, "-"),
@@ -204,7 +205,7 @@ def versions_table(client, prefix: str, significance: float) -> pd.DataFrame:
 
 def _versus_zero(recorded: dict[str, str], level: float) -> str:
     """A version's test comparison with the zero predictor, as far as its DM test allows."""
-    raw = recorded.get(f"{tags.VERSION_METRIC}dm_zero_mae_p")
+    raw = recorded.get(f"{tags.VERSION_METRIC}{metric_names.DM_ZERO_MAE_P}")
     p = float(raw) if raw not in (None, "") else None
     verdict = claims.outcome(p, level)
     return verdict if p is None else f"{verdict} (p={p:.3g})"

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from nextday.contracts import metrics as metric_names
 from nextday.evaluation import claims
 from nextday.evaluation.metrics import min_symbols
 from nextday.export.gate import Check
@@ -15,12 +16,20 @@ from nextday.models.spec import ModelSpec
 from nextday.pages import markdown
 from nextday.pages.markdown import decimals_to_tell_apart
 
+TEST_MAE, ZERO_TEST_MAE = (
+    metric_names.point("test", "mae"),
+    metric_names.point("test", "mae", "zero"),
+)
+VAL_MAE, ZERO_VAL_MAE = metric_names.point("val", "mae"), metric_names.point("val", "mae", "zero")
+TEST_IC = metric_names.point("test", "ic")
+TEST_COVERAGE, TEST_WIDTH = metric_names.coverage("test", 0.8), metric_names.width("test", 0.8)
+
 
 def headline(metrics: Mapping[str, float]) -> str:
     """The served output's test MAE beside the zero predictor's, and its coverage."""
     return (
-        f"test MAE {metrics['test_mae']:.5f} vs zero {metrics['baseline_zero_test_mae']:.5f}, "
-        f"coverage {metrics['test_coverage_80']:.3f}"
+        f"test MAE {metrics[TEST_MAE]:.5f} vs zero {metrics[ZERO_TEST_MAE]:.5f}, "
+        f"coverage {metrics[TEST_COVERAGE]:.3f}"
     )
 
 
@@ -35,7 +44,7 @@ def render(
     significance: float,
 ) -> str:
     """The report's text; `significance` is the level at which it may say "beats"."""
-    compared = ("test_mae", "baseline_zero_test_mae", "val_mae", "baseline_zero_val_mae")
+    compared = (TEST_MAE, ZERO_TEST_MAE, VAL_MAE, ZERO_VAL_MAE)
     decimals = decimals_to_tell_apart([100 * metrics[k] for k in compared if k in metrics])
 
     def pct(key: str) -> str:
@@ -52,20 +61,20 @@ def render(
         "",
         "## The served output (ONNX MC mean and calibrated interval) beside the zero predictor",
         "",
-        f"- Test MAE {pct('test_mae')} vs zero {pct('baseline_zero_test_mae')}; IC "
+        f"- Test MAE {pct(TEST_MAE)} vs zero {pct(ZERO_TEST_MAE)}; IC "
         + (
-            f"{metrics['test_ic']:.4f}"
-            if "test_ic" in metrics
+            f"{metrics[TEST_IC]:.4f}"
+            if TEST_IC in metrics
             else f"undefined (fewer than evaluation.min_symbols={min_symbols()} symbols a date)"
         )
         + "; direction accuracy "
-        f"{metrics.get('test_dir_acc', float('nan')):.3f}.",
+        f"{metric_names.read_optional(metrics, metric_names.point('test', 'dir_acc')):.3f}.",
         "- "
-        + claims.versus("the zero predictor", metrics.get("dm_zero_mae_p"), significance)
+        + claims.versus("the zero predictor", metrics.get(metric_names.DM_ZERO_MAE_P), significance)
         + " on test.",
-        f"- Validation MAE {pct('val_mae')} vs zero {pct('baseline_zero_val_mae')}.",
-        f"- Test coverage of the 80% interval {metrics['test_coverage_80']:.3f}, width "
-        f"{metrics['test_width_80']:.5f}.",
+        f"- Validation MAE {pct(VAL_MAE)} vs zero {pct(ZERO_VAL_MAE)}.",
+        f"- Test coverage of the 80% interval {metrics[TEST_COVERAGE]:.3f}, width "
+        f"{metrics[TEST_WIDTH]:.5f}.",
         "",
         "## Parity: deterministic ONNX graph vs Keras (dropout off)",
         "",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nextday.contracts import metrics as metric_names
 from nextday.contracts.reference import Distribution, DriftReference
 from nextday.monitoring import drift
 
@@ -50,6 +51,6 @@ def build_reference(
             drift_days,
         ),
         window_days=drift_days,
-        val_mae=metrics["val_mae"],
-        val_coverage_80=metrics["val_coverage_80"],
+        val_mae=metric_names.read(metrics, metric_names.point("val", "mae"), "the export"),
+        val_coverage_80=metric_names.read(metrics, metric_names.coverage("val", 0.8), "the export"),
     )

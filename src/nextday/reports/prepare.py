@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from nextday.contracts import artifacts
+from nextday.contracts import metrics as metric_names
 from nextday.dataset.split import split_summary
 from nextday.features import FEATURE_GROUPS
 from nextday.pages import markdown
@@ -136,8 +137,8 @@ def prepare_metrics(quality, build, written: dict, timings: dict) -> dict[str, f
     shares, segment sizes and stage times."""
     dataset = build.dataset
     metrics = {
-        "rows": len(dataset),
-        "symbols": dataset["symbol"].nunique(),
+        metric_names.ROWS: len(dataset),
+        metric_names.SYMBOLS: dataset["symbol"].nunique(),
         "earnings_rows": int(dataset["is_earnings"].sum()),
         "earnings_share": float(dataset["is_earnings"].mean()),
         "dates": dataset["date"].nunique(),
@@ -151,8 +152,8 @@ def prepare_metrics(quality, build, written: dict, timings: dict) -> dict[str, f
         **{f"time_{_slug(name)}_s": seconds for name, seconds in timings.items()},
     }
     for segment, row in split_summary(dataset).iterrows():
-        metrics[f"{segment}_rows"] = int(row["rows"])
-        metrics[f"{segment}_earnings_rows"] = int(row["earnings_rows"])
+        metrics[metric_names.segment_rows(segment)] = int(row["rows"])
+        metrics[metric_names.segment_earnings_rows(segment)] = int(row["earnings_rows"])
     return {k: float(v) for k, v in metrics.items()}
 
 

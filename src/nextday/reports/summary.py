@@ -9,11 +9,11 @@ pipeline to test; the step (`steps/main.py`) reads the runs and logs the table a
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from nextday.contracts import metrics as metric_names
 from nextday.contracts import tags
 from nextday.pages.markdown import digits_to_tell_apart
 from nextday.timing import duration
@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 SUMMARY = "summary.md"  # on main's run
 
 RAN, REUSED, SKIPPED = "ran", "reused", "skipped"
-
-# calibrate's headline coverage: test_coverage_<level>, e.g. test_coverage_80
-_COVERAGE = re.compile(r"test_coverage_(\d+)")
 
 
 @dataclass(frozen=True)
@@ -57,31 +54,32 @@ class StepOutcome:
 
 
 def _number(metrics: Mapping[str, float], name: str, spec: str) -> str:
-    value = metrics.get(name)
-    return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
+    value = metric_names.read_optional(metrics, name)
+    return "n/a" if not math.isfinite(value) else format(value, spec)
 
 
 def _prepare(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:
     first, last = run_tags.get(tags.DATA_FIRST_DATE, "?"), run_tags.get(tags.DATA_LAST_DATE, "?")
-    rows = _number(metrics, "rows", ",.0f")
-    return f"{rows} rows, {_number(metrics, 'symbols', '.0f')} symbols, {first}..{last}"
+    rows = _number(metrics, metric_names.ROWS, ",.0f")
+    symbols = _number(metrics, metric_names.SYMBOLS, ".0f")
+    return f"{rows} rows, {symbols} symbols, {first}..{last}"
 
 
 def _train(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:  # noqa: ARG001
-    mae, zero = "test_mae", "baseline_zero_test_mae"
+    mae, zero = metric_names.point("test", "mae"), metric_names.point("test", "mae", "zero")
     digits = digits_to_tell_apart([metrics.get(mae), metrics.get(zero)])  # never "0.0120 vs 0.0120"
     return (
-        f"test IC {_number(metrics, 'test_ic', '.4f')}, test MAE "
+        f"test IC {_number(metrics, metric_names.point('test', 'ic'), '.4f')}, test MAE "
         f"{_number(metrics, mae, f'.{digits}g')} vs zero {_number(metrics, zero, f'.{digits}g')}"
     )
 
 
 def _calibrate(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:  # noqa: ARG001
-    levels = sorted(int(m.group(1)) for name in metrics if (m := _COVERAGE.fullmatch(name)))
+    levels = metric_names.levels(metrics, "test")
     if not levels:
         return "no test coverage logged"
-    level = levels[0]
-    return f"test coverage of the {level}% interval {_number(metrics, f'test_coverage_{level}', '.3f')}"
+    coverage = _number(metrics, metric_names.coverage("test", levels[0]), ".3f")
+    return f"test coverage of the {metric_names.level_tag(levels[0])}% interval {coverage}"
 
 
 def _export(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:  # noqa: ARG001
@@ -90,10 +88,10 @@ def _export(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:  
 
 
 def _backtest(metrics: Mapping[str, float], run_tags: Mapping[str, str]) -> str:  # noqa: ARG001
+    low, high = metric_names.BT_SHARPE_CI_LOW, metric_names.BT_SHARPE_CI_HIGH
     return (
-        f"Sharpe after costs {_number(metrics, 'bt_strategy_sharpe', '.2f')} "
-        f"[{_number(metrics, 'bt_strategy_sharpe_ci_low', '.2f')}, "
-        f"{_number(metrics, 'bt_strategy_sharpe_ci_high', '.2f')}]"
+        f"Sharpe after costs {_number(metrics, metric_names.BT_SHARPE, '.2f')} "
+        f"[{_number(metrics, low, '.2f')}, {_number(metrics, high, '.2f')}]"
     )
 
 

@@ -22,6 +22,7 @@ from nextday.backtest.costs import frictions
 from nextday.backtest.judge import SECONDS, Market, judge, stage_metrics
 from nextday.backtest.settings import BacktestSettings
 from nextday.contracts import artifacts, tags
+from nextday.contracts import metrics as metric_names
 from nextday.data.store import open_store
 from nextday.models.spec import ModelSpec, model_spec
 from nextday.steps.inputs import download, has_artifact, load_prepared, model_uri, transfer_source
@@ -113,7 +114,8 @@ def _study_trials(run_id: str | None) -> int | None:
     run = mlflow.get_run(run_id)
     if tags.STUDY not in run.data.tags:
         return None
-    return int(run.data.metrics.get("study_trials", 0)) or None
+    trials = metric_names.read(run.data.metrics, metric_names.STUDY_TRIALS, f"tune run {run_id}")
+    return int(trials) or None
 
 
 def _true_regimes(prepare_id: str, folder: Path) -> pd.DataFrame | None:

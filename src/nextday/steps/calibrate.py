@@ -21,7 +21,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from nextday.contracts import artifacts, tags
-from nextday.evaluation.intervals import level_tag
+from nextday.contracts.metrics import level_tag
 from nextday.models.spec import model_spec
 from nextday.steps.inputs import find_model_run, load_model, load_prepared
 from nextday.tracking import artifact_dir, step_run

@@ -24,6 +24,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from nextday.config import compose
+from nextday.contracts import metrics as metric_names
 from nextday.contracts import tags
 from nextday.models.data import SEGMENTS, DataRequirementError, check_segments
 from nextday.models.spec import model_spec
@@ -41,10 +42,11 @@ def _cannot_train(cfg: DictConfig, prepare_run_id: str) -> str | None:
     """Why the model of `cfg` cannot be trained on the prepared data (None: it can), from the
     row counts the prepare run logged: the same check train makes, before any work."""
     logged = mlflow.MlflowClient().get_run(prepare_run_id).data.metrics
+    run = f"prepare run {prepare_run_id}"
     counts = {}
     for segment in SEGMENTS:
-        rows = int(logged.get(f"{segment}_rows", 0))
-        earnings = int(logged.get(f"{segment}_earnings_rows", 0))
+        rows = int(metric_names.read(logged, metric_names.segment_rows(segment), run))
+        earnings = int(metric_names.read(logged, metric_names.segment_earnings_rows(segment), run))
         counts[segment] = {"all": rows, "earnings": earnings, "normal": rows - earnings}
     try:
         check_segments(model_spec(cfg), counts, int(cfg.model.min_segment_rows))

@@ -14,6 +14,7 @@ import logging
 
 from omegaconf import DictConfig
 
+from nextday.contracts import metrics as metric_names
 from nextday.models.spec import model_spec
 from nextday.steps.fitting import train_and_log
 from nextday.steps.inputs import load_prepared, prepared_spec
@@ -33,9 +34,9 @@ def run_train(cfg: DictConfig) -> str:
             "train %s/%s: test MAE %.5f (zero %.5f), test IC %.4f -> run %s",
             spec.name,
             spec.arch,
-            metrics.get("test_mae", float("nan")),
-            metrics.get("baseline_zero_test_mae", float("nan")),
-            metrics.get("test_ic", float("nan")),
+            metric_names.read_optional(metrics, metric_names.point("test", "mae")),
+            metric_names.read_optional(metrics, metric_names.point("test", "mae", "zero")),
+            metric_names.read_optional(metrics, metric_names.point("test", "ic")),
             run.info.run_id,
         )
         return run.info.run_id

@@ -18,6 +18,7 @@ import mlflow
 import optuna
 from omegaconf import DictConfig
 
+from nextday.contracts import metrics as metric_names
 from nextday.contracts import tags
 from nextday.evaluation.metrics import POINT_METRICS, prefixed
 from nextday.models.spec import model_spec
@@ -146,7 +147,7 @@ def _log_study(study: optuna.Study, mine: list[int], max_epochs: int, out: Path)
         "trials_complete": states.count("COMPLETE"),
         "trials_pruned": states.count("PRUNED"),
         "trials_failed": states.count("FAIL"),
-        "study_trials": len(trials),
+        metric_names.STUDY_TRIALS: len(trials),
         "epochs_run_total": sum(epochs),
         "epochs_budget": max_epochs * len(mine),
     }

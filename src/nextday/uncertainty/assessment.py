@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from nextday.contracts.metrics import level_tag
 from nextday.evaluation import intervals
-from nextday.evaluation.intervals import level_tag
 from nextday.evaluation.metrics import prefixed
 from nextday.models.data import Segment
 from nextday.models.model import NextdayModel

@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from nextday.contracts.metrics import level_tag
 from nextday.contracts.pictures import COVERAGE_BY_MONTH, RELIABILITY
-from nextday.evaluation.intervals import level_tag
 from nextday.models.spec import ModelSpec
 from nextday.pages import markdown
 from nextday.uncertainty.assessment import Assessment
