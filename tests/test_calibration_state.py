@@ -13,7 +13,8 @@ import pytest
 from nextday.config import compose
 from nextday.data.store import Store
 from nextday.monitoring import calibration
-from nextday.uncertainty.online import REPLAY_COLUMNS, OnlineSettings, ServedOnline, replay
+from nextday.uncertainty.online import OnlineSettings, ServedOnline
+from nextday.uncertainty.replay import REPLAY_COLUMNS, replay
 from nextday.uncertainty.stored_state import (
     TABLE,
     StoredState,

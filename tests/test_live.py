@@ -159,7 +159,7 @@ def test_the_served_interval_is_the_online_rule_fed_each_day_before(served):
     """Between the live days the daily monitor's update runs: what was served on each day is
     the version's rule replayed from the static calibration over the days before it only."""
     from nextday.inference.model import ModelInference
-    from nextday.uncertainty.online import REPLAY_COLUMNS, replay
+    from nextday.uncertainty.replay import REPLAY_COLUMNS, replay
     from nextday.uncertainty.stored_state import read_state, static_interval
 
     cfg, run = served

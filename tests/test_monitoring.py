@@ -166,7 +166,9 @@ def test_logged_predictions_survive_a_database_restart():
         local_postgres.stop(folder)  # the database goes away in the middle of logging
         for start in range(50, 100, 10):
             logger.log(_rows(start, 10))
-        time.sleep(1.0)
+        deadline = time.time() + 20  # a loaded machine may take a while to try and fail
+        while logger.failures == 0 and time.time() < deadline:
+            time.sleep(0.1)
         assert logger.failures > 0 and logger.pending == 50
         local_postgres.start(folder, port=port)  # and comes back on the same address
         logger.close(timeout=30)

@@ -15,12 +15,9 @@ from nextday.uncertainty.online import (
     OnlineSettings,
     OnlineState,
     OutcomeOrderError,
-    coverage_by,
-    month,
-    replay,
     volatility_edges,
-    volatility_quintile,
 )
+from nextday.uncertainty.replay import coverage_by, month, replay, volatility_quintile
 
 Z80 = 1.2815515655446004  # the standard normal's 0.9 quantile
 SYMBOLS, DAYS = 200, 240

@@ -20,13 +20,12 @@ from nextday.contracts.outputs import INTERVALS
 from nextday.evaluation.intervals import interval_metrics
 from nextday.evaluation.metrics import prefixed
 from nextday.uncertainty.online import (
-    REPLAY_COLUMNS,
     VOLATILITY_FEATURE,
     OnlineSettings,
     ServedOnline,
-    replay,
     volatility_edges,
 )
+from nextday.uncertainty.replay import REPLAY_COLUMNS, replay
 
 STATIC, ONLINE = "bt_static", "bt_online"
 

@@ -18,7 +18,8 @@ from nextday.evaluation.intervals import interval_metrics
 from nextday.evaluation.metrics import point_metrics, prefixed
 from nextday.export import runtime
 from nextday.models.data import SEGMENTS, Segment
-from nextday.uncertainty.online import VOLATILITY_FEATURE, ServedOnline, replay
+from nextday.uncertainty.online import VOLATILITY_FEATURE, ServedOnline
+from nextday.uncertainty.replay import replay
 
 Outputs = dict[str, np.ndarray]  # output name -> one value per row
 

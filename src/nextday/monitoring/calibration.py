@@ -22,12 +22,9 @@ from nextday.data.store import Store
 from nextday.evaluation import intervals
 from nextday.evaluation.intervals import interval_metrics
 from nextday.evaluation.metrics import prefixed
-from nextday.uncertainty.online import (
+from nextday.uncertainty.online import RULES, STATIC, VOLATILITY_FEATURE, ServedOnline
+from nextday.uncertainty.replay import (
     REPLAY_COLUMNS,
-    RULES,
-    STATIC,
-    VOLATILITY_FEATURE,
-    ServedOnline,
     coverage_by,
     month,
     replay,

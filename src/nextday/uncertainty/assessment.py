@@ -22,17 +22,19 @@ from nextday.models.data import Segment
 from nextday.models.model import NextdayModel
 from nextday.uncertainty.calibration import Calibration, Draws
 from nextday.uncertainty.online import (
-    REPLAY_COLUMNS,
     RULES,
     STATIC,
     VOLATILITY_FEATURE,
     OnlineSettings,
     OnlineState,
     ServedOnline,
+    volatility_edges,
+)
+from nextday.uncertainty.replay import (
+    REPLAY_COLUMNS,
     coverage_by,
     month,
     replay,
-    volatility_edges,
     volatility_quintile,
 )
 

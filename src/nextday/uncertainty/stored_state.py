@@ -21,7 +21,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from nextday.data.store import Store
-from nextday.uncertainty.online import REPLAY_COLUMNS, OnlineState, ServedOnline, replay
+from nextday.uncertainty.online import OnlineState, ServedOnline
+from nextday.uncertainty.replay import REPLAY_COLUMNS, replay
 
 log = logging.getLogger(__name__)
 
