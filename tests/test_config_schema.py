@@ -5,10 +5,11 @@ before any run or file exists."""
 from __future__ import annotations
 
 import pytest
+from omegaconf import OmegaConf
 
 from nextday import cli
 from nextday.config import ConfigSchemaError, RefusedConfigError, compose
-from nextday.config_schema import RANGES, schema_errors
+from nextday.config_schema import CHOICES, RANGES, schema_errors
 
 
 @pytest.mark.parametrize(
@@ -26,6 +27,9 @@ from nextday.config_schema import RANGES, schema_errors
         ("split.embargo_days=-1", r"split.embargo_days=-1 is out of range"),
         ("train.epoch=3", r"train.epoch is not a key of the config; did you mean .*train.patience"),
         ("tarin.patience=3", r"tarin.patience is not a key .*did you mean train.patience"),
+        ("backtest.mode=walk", r"backtest.mode='walk' is not a choice: .* takes fixed or refit"),
+        ("calibrate.online.rule=ACI", r"calibrate.online.rule='ACI' is not a choice: .*aci or pid"),
+        ("model.train_rows=some", r"model.train_rows='some' is not a choice"),
         (
             "model=foo",
             r"Could not find 'model/foo'; available options in 'model': earnings, normal",
@@ -66,11 +70,24 @@ def test_the_ranges_name_keys_of_the_defaults_and_the_defaults_are_in_range():
         defaults = compose(overrides)
         assert schema_errors(defaults, defaults) == []
     quick = compose(["experiment=quick"])
-    for key in RANGES:
+    for key in [*RANGES, *CHOICES]:
         node = quick
         for part in key.split("."):
-            assert part in node, f"RANGES names {key}, which no default config has"
+            assert part in node, f"RANGES or CHOICES name {key}, which no default config has"
             node = node[part]
+
+
+def test_every_choice_composes_and_is_what_its_module_acts_on():
+    from nextday.backtest.settings import MODES
+    from nextday.models.spec import ROW_CHOICES
+    from nextday.uncertainty.online import RULES
+
+    assert tuple(
+        CHOICES[key] for key in ("backtest.mode", "model.train_rows", "calibrate.online.rule")
+    ) == (MODES, ROW_CHOICES, RULES)
+    for key, choices in CHOICES.items():
+        for choice in choices:
+            assert OmegaConf.select(compose(["experiment=quick", f"{key}={choice}"]), key) == choice
 
 
 def test_the_command_line_exits_2_before_any_run(tmp_path, monkeypatch, capsys):

@@ -9,7 +9,8 @@ key takes null (off, or "not set": the step that needs a value says so). A key w
 null takes anything. Keys added on purpose with `+key=value` are not typed.
 
 The ranges are declared in RANGES: the numbers that a wrong value would turn into a crash
-deep in a step, or a run that quietly means nothing (no epochs, a probability above 1).
+deep in a step, or a run that quietly means nothing (no epochs, a probability above 1). The
+words a key may hold are in CHOICES, which the modules that act on them read their values from.
 """
 
 from __future__ import annotations
@@ -118,10 +119,27 @@ RANGES: dict[str, Range] = {
 }
 
 
+# the values of each key that picks one of a few ways (the modules that act on them read them
+# from here, so that a new way is added in one place)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.train_rows": ("all", "normal", "earnings"),
+    "model.evaluate_rows": ("all", "normal", "earnings"),
+    "train.loss": ("huber", "mse", "mae"),
+    "train.processor.scaling": ("robust", "standard"),
+    "tune.pruner.kind": ("median", "hyperband", "none"),
+    "calibrate.online.rule": ("aci", "pid"),
+    "backtest.mode": ("fixed", "refit"),
+    "backtest.execution": ("next_open", "next_close"),
+    "forecast.session": ("evening", "pre_open"),
+    "forecast.restated": ("report", "refuse"),
+}
+
+
 def schema_errors(cfg: Mapping, defaults: Mapping | None = None) -> list[str]:
     """What is wrong with the resolved config `cfg` (a plain mapping): each key whose value
     is not of its type in `defaults` (the same group choices with no key overridden; None: no
-    type check), and each RANGES key out of range. One line a problem, the key named."""
+    type check), each RANGES key out of range and each CHOICES key not one of its choices.
+    One line a problem, the key named."""
     problems = []
     if defaults is not None:
         for key, value, default in _pairs(cfg, defaults):
@@ -137,6 +155,10 @@ def schema_errors(cfg: Mapping, defaults: Mapping | None = None) -> list[str]:
             continue
         if not allowed.holds(float(value)):
             problems.append(f"{key}={value!r} is out of range: {key} must be {allowed}")
+    for key, choices in CHOICES.items():
+        value = _select(cfg, key)
+        if isinstance(value, str) and value not in choices:
+            problems.append(f"{key}={value!r} is not a choice: {key} takes {' or '.join(choices)}")
     return problems
 
 

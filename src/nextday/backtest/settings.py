@@ -8,9 +8,10 @@ from omegaconf import DictConfig
 
 from nextday.backtest.costs import CostModel
 from nextday.backtest.strategy import TradingRule
+from nextday.config_schema import CHOICES
 from nextday.uncertainty.online import OnlineSettings
 
-MODES = ("fixed", "refit")
+MODES = CHOICES["backtest.mode"]
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ from scipy.stats import norm
 
 from nextday.backtest import performance
 from nextday.backtest.costs import CostModel, Frictions, daily_costs, impact_by_capital
+from nextday.config_schema import CHOICES
 from nextday.evaluation.signal_analytics import calendar_positions
 
-EXECUTIONS = ("next_open", "next_close")
+EXECUTIONS = CHOICES["backtest.execution"]
 SIZINGS = ("equal", "interval")
 
 

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from nextday.config_schema import CHOICES
 from nextday.dataset.build import compute_features
 from nextday.features import TECHNICAL_FEATURES
 from nextday.features.technical import LONGEST_WINDOW
 
-SESSIONS = ("evening", "pre_open")
+SESSIONS = CHOICES["forecast.session"]
 
 
 def known_reports(reports: pd.DataFrame, as_of: pd.Timestamp, session: str) -> pd.DataFrame:

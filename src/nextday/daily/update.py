@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from nextday.config_schema import CHOICES
 from nextday.daily.calendar import TradingCalendar
 from nextday.data.quality import QualityReport, validate
 from nextday.data.schema import OHLCV_COLUMNS, PRICE_COLUMNS, RawMarket
 
-RESTATED_POLICIES = ("report", "refuse")
+RESTATED_POLICIES = CHOICES["forecast.restated"]
 # a stored price and the source's differ when they differ by more than this, relatively
 # (vendors round prices to 1e-4 or finer; volume is compared exactly)
 PRICE_RTOL = 1e-6

@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
-SCALINGS = ("robust", "standard")
+from nextday.config_schema import CHOICES
+
+SCALINGS = CHOICES["train.processor.scaling"]
 # the bound of an unclipped side: finite, so that it survives JSON and float32
 UNBOUNDED = float(np.finfo(np.float32).max)
 IQR_TO_SD = 1.349

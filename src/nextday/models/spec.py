@@ -7,12 +7,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from nextday.config_schema import CHOICES
 from nextday.features import FEATURE_GROUPS
 from nextday.models.architectures import ARCHITECTURES
 from nextday.models.processor import SCALINGS
 
-ROW_CHOICES = ("all", "normal", "earnings")
-LOSSES = ("huber", "mse", "mae")
+ROW_CHOICES = CHOICES["model.train_rows"]
+LOSSES = CHOICES["train.loss"]
 
 
 class ConfigError(ValueError):

@@ -13,11 +13,12 @@ import optuna
 import sqlalchemy as sa
 from omegaconf import DictConfig
 
+from nextday.config_schema import CHOICES
 from nextday.data.store import resolve_url
 
 log = logging.getLogger(__name__)
 
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = CHOICES["tune.pruner.kind"]
 
 
 def storage_url(cfg: DictConfig) -> str:

@@ -62,9 +62,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from nextday.config_schema import CHOICES
 from nextday.evaluation import intervals
 
-RULES = ("aci", "pid")
+RULES = CHOICES["calibrate.online.rule"]
 STATIC = "static"  # the name of the uncorrected interval in comparisons
 WINDUP_LIMIT = 3.0  # the error sum is held within +- this many pid_integral_scale
 VOLATILITY_FEATURE = "vol_20d"  # the trailing volatility that picks a row's bucket
