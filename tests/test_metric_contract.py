@@ -33,6 +33,8 @@ def test_builders_give_the_names_runs_already_carry():
     assert metric_names.interval_score("val", 0.8) == "val_interval_score_80"
     assert metric_names.segment_rows("val") == "val_rows"
     assert metric_names.segment_earnings_rows("test") == "test_earnings_rows"
+    with pytest.raises(ValueError, match="replayed over the test days, not 'val'"):
+        metric_names.coverage("val", 0.8, online=True)
 
 
 def test_each_name_falls_under_the_declaration_of_its_own_writer():

@@ -243,21 +243,29 @@ def point(segment: str, quantity: str, forecast: str = "model") -> str:
     return _build(BASELINE_POINT, baseline=forecast, judged=segment, quantity=quantity)
 
 
+def _online_on(segment: str, level: float) -> str:
+    """The level tag of an online rule's replay, which export runs over the test days only."""
+    if segment != "test":
+        raise ValueError(f"the online rule is replayed over the test days, not {segment!r}")
+    return level_tag(level)
+
+
 def coverage(segment: str, level: float, online: bool = False) -> str:
+    """The calibrated interval's coverage (`online`: the online rule's replay over test)."""
     if online:
-        return _build(ONLINE_COVERAGE, level=level_tag(level))
+        return _build(ONLINE_COVERAGE, level=_online_on(segment, level))
     return _build(COVERAGE, judged=segment, level=level_tag(level))
 
 
 def width(segment: str, level: float, online: bool = False) -> str:
     if online:
-        return _build(ONLINE_WIDTH, level=level_tag(level))
+        return _build(ONLINE_WIDTH, level=_online_on(segment, level))
     return _build(WIDTH, judged=segment, level=level_tag(level))
 
 
 def interval_score(segment: str, level: float, online: bool = False) -> str:
     if online:
-        return _build(ONLINE_INTERVAL_SCORE, level=level_tag(level))
+        return _build(ONLINE_INTERVAL_SCORE, level=_online_on(segment, level))
     return _build(INTERVAL_SCORE, judged=segment, level=level_tag(level))
 
 
