@@ -30,6 +30,7 @@ from nextday.config_schema import CHOICES, RANGES, schema_errors
         ("backtest.mode=walk", r"backtest.mode='walk' is not a choice: .* takes fixed or refit"),
         ("calibrate.online.rule=ACI", r"calibrate.online.rule='ACI' is not a choice: .*aci or pid"),
         ("model.train_rows=some", r"model.train_rows='some' is not a choice"),
+        ("train.loss=hinge", r"train.loss='hinge' is not a choice: .*huber or mse or mae"),
         (
             "model=foo",
             r"Could not find 'model/foo'; available options in 'model': earnings, normal",

@@ -210,7 +210,6 @@ def test_transfer_copies_the_normal_models_weights_by_feature_name():
         (["arch.dropout=[0.3,0.2]"], "one rate per layer"),
         (["arch.name=transformer"], "arch='transformer' is unknown"),
         (["model.feature_groups=[technical,news]"], "unknown groups"),
-        (["train.loss=hinge"], "train.loss='hinge'"),
     ],
 )
 def test_bad_config_fails_before_training(overrides, message, root):
